@@ -1,0 +1,44 @@
+# shopdistill: the two commands of the quickstart are `make run` and `make test`.
+# Both create .venv if missing, install torch (CPU build) first, then the project; a second call
+# finds the stamp file up to date and starts in seconds.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.shopdistill-installed
+PROFILE ?= demo
+
+# Quiet, offline-safe: no telemetry from Prefect, MLflow or anything honouring DO_NOT_TRACK.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: run test lint clean-runs
+
+run: $(STAMP)
+	$(BIN)/shopdistill run --profile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "shopdistill needs Python >= 3.11 (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: torch==2.13.0 is the CPU wheel on this machine; a bare `torch` requirement
+# resolved before it would pull a multi-GB CUDA build.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+clean-runs:
+	rm -rf data/runs data/datasets

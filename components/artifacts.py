@@ -1,0 +1,123 @@
+"""Handles, content digests, atomic writes and the code version.
+
+A :class:`Handle` is what crosses task boundaries: a path plus the sha256 of its content, never the
+payload itself. Directories are published with :func:`atomic_directory`: they are written under a
+temporary name beside the target and renamed into place only when complete, so a crash or a bad input
+never leaves a folder that a later stage could mistake for valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A small, picklable pointer to a stage output: location + content digest + kind."""
+
+    uri: str
+    sha256: str
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.uri)
+
+    def short(self) -> str:
+        return self.sha256[:12]
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_dir(path: str | Path, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over every file of a directory: relative paths and contents, in sorted order."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = file.relative_to(root).as_posix()
+        if rel in exclude:
+            continue
+        h.update(rel.encode())
+        h.update(b"\0")
+        h.update(sha256_file(file).encode())
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """sha256 of a JSON-serialisable object in canonical form (sorted keys, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that is renamed to ``target`` when the block succeeds.
+
+    On any exception the temporary directory is removed and ``target`` is untouched. With
+    ``overwrite=False`` an existing ``target`` raises :class:`FileExistsError` before anything is
+    written. With ``overwrite=True`` the old directory is swapped out only after the new one is
+    complete.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            trash = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(target, trash)
+            os.replace(tmp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def code_version(package_dir: str | Path | None = None) -> str:
+    """sha256 over the source of ``components/``: the explicit code version used in cache keys.
+
+    Prefect's TASK_SOURCE policy hashes only a task's own source; the behaviour lives here.
+    """
+    root = Path(package_dir) if package_dir else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        h.update(file.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(file.read_bytes())
+    return h.hexdigest()

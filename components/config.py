@@ -1,0 +1,392 @@
+"""Typed pipeline configuration: one frozen pydantic model per stage, composed into `PipelineConfig`.
+
+Profiles are YAML files under ``data/profiles/`` (``demo``, ``beauty``, ...). Loading rejects unknown
+keys and reports every problem with its dotted key and the file it came from. Relative paths inside a
+YAML file are resolved against that file's folder; paths given with ``--set`` against the current
+directory. Models are defined at module level so Prefect can pickle them as flow parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROFILES_DIR = PROJECT_ROOT / "data" / "profiles"
+CANONICAL_EVENTS = ("view", "click", "cart", "purchase", "review")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and the file."""
+
+
+def default_data_dir() -> Path:
+    """Root of run outputs: ``$SHOPDISTILL_DATA_DIR`` or the project's ``data/`` folder."""
+    env = os.environ.get("SHOPDISTILL_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else PROJECT_ROOT / "data"
+
+
+def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    value = Path(value).expanduser()
+    if not value.is_absolute():
+        base = (info.context or {}).get("base_dir") or Path.cwd()
+        value = Path(base) / value
+    return Path(os.path.normpath(value))
+
+
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class StrictModel(BaseModel):
+    """Frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------- data sources
+class SyntheticSource(StrictModel):
+    """The built-in synthetic shop (components/data/synthetic.py). Deterministic from ``seed``."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    seed: int = 0
+    n_users: int = Field(2_000, ge=10)
+    n_items: int = Field(600, ge=30)
+    n_brands: int = Field(60, ge=2)
+    sessions_per_user: float = Field(3.0, gt=0, description="mean sessions per user (Poisson, >= 1)")
+    views_per_session: float = Field(4.0, gt=0, description="mean product views per session")
+    zipf_exponent: float = Field(1.05, ge=0, description="item popularity ~ rank^-exponent")
+    p_complement: float = Field(0.45, ge=0, le=1, description="next view is a complement of the last")
+    p_same_category: float = Field(0.25, ge=0, le=1, description="next view is a substitute")
+    p_cart: float = Field(0.25, ge=0, le=1, description="a view becomes an add-to-cart")
+    p_purchase: float = Field(0.5, ge=0, le=1, description="a cart becomes a purchase")
+    brand_loyalty: float = Field(0.35, ge=0, le=1, description="mean chance to pick a favourite brand")
+    taste_drift: float = Field(0.5, ge=0, le=1, description="how far tastes move over the time span")
+    start: str = "2025-01-01"
+    days: int = Field(365, ge=1)
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> SyntheticSource:
+        if self.p_complement + self.p_same_category > 1:
+            raise ValueError("p_complement + p_same_category must be <= 1")
+        return self
+
+
+class ColumnMapping(StrictModel):
+    """Names of the source columns that hold each canonical field (None: absent)."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    event: str | None = None
+    price: str | None = None
+    category: str | None = None
+    session: str | None = None
+    order: str | None = Field(None, description="tie-breaker for equal timestamps, e.g. a sequence no.")
+    time_offset: str | None = Field(
+        None, description="added to the timestamp, e.g. ms since session start next to a date column"
+    )
+
+
+class CatalogMapping(StrictModel):
+    item: str = "item_id"
+    title: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price: str | None = None
+
+
+class CatalogFile(StrictModel):
+    path: ResolvedPath
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    columns: CatalogMapping = CatalogMapping()
+
+
+class EventLogSource(StrictModel):
+    """A CSV or Parquet event log with a column mapping, plus an optional catalogue file."""
+
+    kind: Literal["event_log"] = "event_log"
+    path: ResolvedPath
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    columns: ColumnMapping = ColumnMapping()
+    timestamp_unit: Literal["auto", "s", "ms", "iso"] = "auto"
+    time_offset_unit: Literal["s", "ms"] = "ms"
+    event_map: dict[str, str] = Field(
+        default_factory=dict, description="raw event value -> canonical event (view/cart/...)"
+    )
+    default_event: str = Field("view", description="event used when no event column is mapped")
+    catalog: CatalogFile | None = None
+
+
+class AmazonSource(StrictModel):
+    """The Amazon review benchmark files (S3-Rec preprocessing): ``<name>.txt`` and friends."""
+
+    kind: Literal["amazon"] = "amazon"
+    path: ResolvedPath
+    name: str = "Beauty"
+
+
+def _source_kind(value: Any) -> str:
+    """The ``kind`` tag of a data source; a source without one is the synthetic default."""
+    if isinstance(value, dict):
+        return value.get("kind", "synthetic")
+    return getattr(value, "kind", "synthetic")
+
+
+DataSource = Annotated[
+    Annotated[SyntheticSource, Tag("synthetic")]
+    | Annotated[EventLogSource, Tag("event_log")]
+    | Annotated[AmazonSource, Tag("amazon")],
+    Discriminator(_source_kind),
+]
+
+
+class PreprocessConfig(StrictModel):
+    dedupe: Literal["none", "exact", "consecutive", "user_item_first"] = Field(
+        "exact",
+        description=(
+            "none: keep every row; exact: drop rows equal in user, item, ts and event; consecutive: "
+            "collapse back-to-back rows of one item into one (strongest event kept); user_item_first: "
+            "keep each user's first interaction with an item"
+        ),
+    )
+    min_user_interactions: int = Field(0, ge=0, description="k-core: users need this many (0: off)")
+    min_item_interactions: int = Field(0, ge=0, description="k-core: items need this many (0: off)")
+    split: Literal["leave_one_out", "time"] = "leave_one_out"
+    valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
+
+
+class ValidationConfig(StrictModel):
+    allowed_events: tuple[str, ...] = CANONICAL_EVENTS
+    min_timestamp: str = "1995-01-01"
+    max_future_seconds: int = Field(86_400, ge=0, description="tolerated clock skew into the future")
+    max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="share of exactly repeated rows")
+    min_users: int = Field(10, ge=1)
+    min_items: int = Field(10, ge=1)
+    min_interactions: int = Field(100, ge=1)
+    max_sequence_length: int = Field(10_000, ge=1, description="longer user histories look like bots")
+    mean_sequence_length: tuple[float, float] = Field(
+        (2.0, 500.0), description="warn-only drift check on the mean history length"
+    )
+    min_title_coverage: float = Field(0.9, ge=0, le=1, description="warn-only: share with a title")
+
+
+class DataConfig(StrictModel):
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    source: DataSource = SyntheticSource()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+# ------------------------------------------------------------------------------- models and training
+class ModelConfig(StrictModel):
+    arch: Literal["sasrec", "gru", "mlp"] = "sasrec"
+    d_model: int = Field(64, ge=2)
+    n_layers: int = Field(2, ge=0)
+    n_heads: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    max_len: int = Field(50, ge=2)
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
+    max_wall_seconds: float | None = Field(None, gt=0)
+
+
+class TeacherConfig(StrictModel):
+    model: ModelConfig = ModelConfig(d_model=128, n_layers=2, n_heads=2)
+    train: TrainConfig = TrainConfig()
+
+
+class StudentConfig(StrictModel):
+    model: ModelConfig = ModelConfig(d_model=16, n_layers=1, n_heads=1)
+    train: TrainConfig = TrainConfig()
+
+
+class DistillConfig(StrictModel):
+    temperature: float = Field(2.0, gt=0)
+    top_k: int = Field(100, ge=1, description="teacher items cached per position")
+    logits_dtype: Literal["float32", "float16"] = "float16"
+    cache_hidden: bool = False
+    w_hard: float = Field(1.0, ge=0)
+    w_logits: float = Field(1.0, ge=0)
+    w_feature: float = Field(0.0, ge=0)
+    w_relation: float = Field(0.0, ge=0)
+
+
+class GateConfig(StrictModel):
+    min_ratio_to_teacher: float = Field(0.90, ge=0)
+    require_beats_baseline: bool = True
+    max_regression: float = Field(0.0, ge=0, description="allowed NDCG@10 drop vs the champion")
+    min_improvement: float = Field(0.0, ge=0)
+    max_p99_latency_ms: float | None = Field(None, gt=0)
+    max_model_mb: float | None = Field(None, gt=0)
+
+
+class RegistryConfig(StrictModel):
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or a SQLite file")
+    model_name: str = "shopdistill-student"
+
+
+class RuntimeConfig(StrictModel):
+    output_dir: ResolvedPath | None = Field(None, description="default: $SHOPDISTILL_DATA_DIR or data/")
+    threads: int = Field(1, ge=1, description="torch threads; 1 is fastest on 2 busy cores")
+    seed: int = 0
+
+    @property
+    def root(self) -> Path:
+        return self.output_dir or default_data_dir()
+
+
+class PipelineConfig(StrictModel):
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+
+# ------------------------------------------------------------------------------------------ loading
+_KINDS = ("synthetic", "event_log", "amazon")
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def profile_path(name: str) -> Path:
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown profile {name!r}: expected {path} (available: {', '.join(available_profiles())})"
+        )
+    return path
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        # drop the discriminated-union tag pydantic puts in the location (data.source.<kind>.x)
+        loc = [p for i, p in enumerate(e["loc"]) if not (i and e["loc"][i - 1] == "source" and p in _KINDS)]
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return f"invalid configuration in {origin}:\n" + "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid UTF-8: {exc}") from None
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+    return tree
+
+
+def _resolve_override_paths(tree: dict[str, Any], overrides: list[str]) -> None:
+    """Override values that are relative paths resolve against the current directory."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip().split(".")[-1] == "path" and value and not Path(value).is_absolute():
+            _set_dotted(tree, key.strip(), str(Path.cwd() / value))
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    profile: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> PipelineConfig:
+    """Load a profile or a YAML file, apply ``key=value`` overrides, validate strictly.
+
+    Raises:
+        ConfigError: naming every offending key and the file (or override) it came from.
+    """
+    if path is not None and profile is not None:
+        raise ConfigError("give either a profile or a configuration file, not both")
+    if path is None and profile is not None:
+        path = profile_path(profile)
+    tree: dict[str, Any] = {}
+    base_dir: Path = Path.cwd()
+    origin = "<defaults>"
+    if path is not None:
+        path = Path(path).resolve()
+        tree = _read_yaml(path)
+        base_dir = path.parent
+        origin = str(path)
+    overrides = list(overrides)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. student.model.d_model=16")
+        _set_dotted(tree, key.strip(), _parse_value(value))
+    _resolve_override_paths(tree, overrides)
+    if overrides:
+        origin += " with overrides " + " ".join(overrides)
+    try:
+        return PipelineConfig.model_validate(tree, context={"base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, origin)) from None
+
+
+def config_hash(config: BaseModel) -> str:
+    """Stable sha256 of a config section (used in cache keys and registry tags)."""
+    from components.artifacts import sha256_json
+
+    return sha256_json(config.model_dump(mode="json"))

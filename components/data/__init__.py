@@ -1,0 +1,1 @@
+"""Data sources, the canonical Parquet layout, preprocessing and splits."""

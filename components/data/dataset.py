@@ -1,0 +1,220 @@
+"""Prepare a dataset (read -> validate -> preprocess -> validate -> write) and load it back.
+
+A prepared dataset is a folder ``<root>/datasets/<name>-<digest12>/`` holding the four canonical
+Parquet tables (``schema.py``) and ``manifest.json``. The digest is a sha256 over the tables' content
+(not their bytes on disk), so it is the dataset's version: it goes into every later cache key and
+registry tag. The folder is written atomically; a folder that already exists with the same digest
+and intact files is reused. Loading checks every file's sha256 against the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from components.artifacts import Handle, atomic_directory, sha256_file, write_json_atomic
+from components.config import DataConfig
+from components.data.preprocess import PreparedFrames, prepare_frames
+from components.data.schema import (
+    SCHEMA_VERSION,
+    TABLE_SCHEMAS,
+    DatasetCorruptError,
+    DataSourceError,
+    to_arrow,
+)
+from components.data.sources import describe_source, read_source
+
+MANIFEST = "manifest.json"
+KIND = "dataset"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded, verified dataset."""
+
+    path: Path
+    manifest: dict[str, Any]
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    user_map: pd.DataFrame
+    item_map: pd.DataFrame
+
+    @property
+    def digest(self) -> str:
+        return self.manifest["digest"]
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """What :func:`prepare_dataset` returns: a handle plus the numbers worth printing."""
+
+    handle: Handle
+    manifest: dict[str, Any]
+    validation: Any  # ValidationReport, or None when validation was skipped
+    reused: bool
+    seconds: float
+
+
+def content_digest(tables: dict[str, pd.DataFrame]) -> str:
+    """sha256 over table names, canonical schemas and row hashes of every column, in a fixed order."""
+    h = hashlib.sha256()
+    for name in sorted(TABLE_SCHEMAS):
+        frame = tables[name][TABLE_SCHEMAS[name].names]
+        h.update(name.encode())
+        h.update(str(TABLE_SCHEMAS[name]).encode())
+        h.update(str(len(frame)).encode())
+        for col in frame.columns:
+            h.update(col.encode())
+            h.update(pd.util.hash_pandas_object(frame[col], index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _counts(prep: PreparedFrames) -> dict[str, Any]:
+    inter = prep.interactions
+    lengths = inter.groupby("user_id").size()
+    return {
+        "users": int(len(prep.user_map)),
+        "items": int(len(prep.item_map)),
+        "interactions": int(len(inter)),
+        "splits": {k: int(v) for k, v in inter["split"].value_counts().sort_index().items()},
+        "events": {k: int(v) for k, v in inter["event"].value_counts().sort_index().items()},
+        "sequence_length": {
+            "min": int(lengths.min()),
+            "median": float(lengths.median()),
+            "mean": round(float(lengths.mean()), 3),
+            "max": int(lengths.max()),
+        },
+        "time_range": [
+            pd.Timestamp(int(inter["ts"].min()), unit="s", tz="UTC").isoformat(),
+            pd.Timestamp(int(inter["ts"].max()), unit="s", tz="UTC").isoformat(),
+        ],
+        "preprocessing": prep.stats,
+    }
+
+
+def dataset_dir(root: Path, name: str, digest: str) -> Path:
+    return Path(root) / "datasets" / f"{name}-{digest[:12]}"
+
+
+def verify_dataset(path: str | Path) -> dict[str, Any]:
+    """Return the manifest if every listed file exists with its recorded sha256, else raise."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise DatasetCorruptError(f"{path} is not a prepared dataset: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetCorruptError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetCorruptError(
+            f"{path}: schema version {manifest.get('schema_version')} != {SCHEMA_VERSION}; prepare it again"
+        )
+    for name, meta in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise DatasetCorruptError(f"{path}: {name} listed in the manifest is missing")
+        if sha256_file(file) != meta["sha256"]:
+            raise DatasetCorruptError(f"{path}: {name} does not match its sha256 in the manifest")
+    return manifest
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load and verify a prepared dataset folder."""
+    path = Path(path)
+    manifest = verify_dataset(path)
+    tables = {name: pq.read_table(path / f"{name}.parquet").to_pandas() for name in TABLE_SCHEMAS}
+    return Dataset(path=path, manifest=manifest, **tables)
+
+
+def _validate(frames: dict[str, pd.DataFrame], suites: list, docs_dir: Path | None):
+    from components.validation import run_suites
+
+    report = run_suites(frames, suites, docs_dir)
+    report.raise_for_failures()
+    return report
+
+
+def prepare_dataset(
+    cfg: DataConfig,
+    root: str | Path,
+    *,
+    docs_dir: str | Path | None = None,
+    validate: bool = True,
+) -> PreparedDataset:
+    """Read the configured source, validate, preprocess, validate again and write the dataset.
+
+    Raises:
+        DataSourceError: the source cannot be read (missing file, bad delimiter, columns, encoding...)
+            or too little data is left to split.
+        DataValidationError: a critical expectation failed (the message lists every failure).
+    Nothing is written unless every step succeeds.
+    """
+    t0 = time.perf_counter()
+    interactions, items = read_source(cfg.source)
+    if len(interactions) == 0:
+        raise DataSourceError(f"the data source {describe_source(cfg.source)} has no interactions")
+    report_raw = None
+    if validate:
+        from components.validation.suites import interaction_suite, item_suite, with_catalogue_flag
+
+        report_raw = _validate(
+            {"interactions": with_catalogue_flag(interactions, items), "items": items},
+            [interaction_suite(cfg.validation, list(interactions.columns)), item_suite(cfg.validation)],
+            Path(docs_dir) if docs_dir else None,
+        )
+    prep = prepare_frames(interactions, items, cfg.preprocess)
+    report = None
+    if validate:
+        from components.validation import ValidationReport
+        from components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
+
+        report_prep = _validate(
+            {"prepared": prep.interactions, "sequences": sequence_lengths(prep.interactions)},
+            [prepared_suite(cfg.validation), sequence_suite(cfg.validation)],
+            Path(docs_dir) if docs_dir else None,
+        )
+        report = ValidationReport(report_raw.results + report_prep.results, report_prep.docs_path)
+
+    tables = {
+        "interactions": prep.interactions,
+        "items": prep.items,
+        "user_map": prep.user_map,
+        "item_map": prep.item_map,
+    }
+    digest = content_digest(tables)
+    target = dataset_dir(Path(root), cfg.name, digest)
+    reused = False
+    try:
+        manifest = verify_dataset(target)
+        reused = manifest["digest"] == digest
+    except DatasetCorruptError:
+        reused = False
+    if not reused:
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": KIND,
+            "name": cfg.name,
+            "digest": digest,
+            "source": describe_source(cfg.source),
+            "config": cfg.model_dump(mode="json"),
+            "counts": _counts(prep),
+            "validation": {k: v for k, v in report.summary().items() if k != "results"} if report else None,
+            "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+            "files": {},
+        }
+        with atomic_directory(target, overwrite=True) as tmp:
+            for name, frame in tables.items():
+                file = tmp / f"{name}.parquet"
+                pq.write_table(to_arrow(name, frame), file, compression="zstd")
+                manifest["files"][file.name] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
+            write_json_atomic(tmp / MANIFEST, manifest)
+    handle = Handle(uri=str(target), sha256=digest, kind=KIND, meta={"name": cfg.name})
+    return PreparedDataset(handle, manifest, report, reused, time.perf_counter() - t0)

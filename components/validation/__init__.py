@@ -1,0 +1,8 @@
+"""Data validation with Great Expectations 1.x: suites built in code, a runner with a plain summary.
+
+This package is the only place that imports great_expectations (enforced by import-linter).
+"""
+
+from components.validation.runner import CheckResult, DataValidationError, ValidationReport, run_suites
+
+__all__ = ["CheckResult", "DataValidationError", "ValidationReport", "run_suites"]

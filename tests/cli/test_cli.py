@@ -1,0 +1,51 @@
+from pathlib import Path
+
+from flows.cli import main
+
+TINY = ["--set", "data.source.n_users=300", "--set", "data.source.n_items=100"]
+
+
+def test_data_prepare_prints_counts_digest_and_docs(out_root: Path, capsys):
+    assert main(["data", "prepare", "--profile", "demo", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "digest       sha256:" in out
+    assert "users        300" in out
+    assert "validation   passed:" in out
+    docs = next(line for line in out.splitlines() if line.startswith("data docs")).split()[-1]
+    assert Path(docs).is_file() and Path(docs).is_relative_to(out_root / "runs")
+    run_dir = Path(next(line for line in out.splitlines() if line.startswith("run folder")).split()[-1])
+    assert (run_dir / "validation.json").is_file() and (run_dir / "validation.md").is_file()
+    assert len(list((out_root / "datasets").iterdir())) == 1
+
+
+def test_run_defaults_to_demo_and_reuses_the_dataset(out_root: Path, capsys):
+    assert main(["run", *TINY]) == 0
+    assert main(["run", *TINY]) == 0
+    assert "(reused: same content digest)" in capsys.readouterr().out
+
+
+def test_bad_config_exits_2_with_the_key(out_root: Path, capsys):
+    assert main(["run", "--set", "student.model.widht=3"]) == 2
+    err = capsys.readouterr().err
+    assert "student.model.widht: unknown key" in err
+
+
+def test_bad_data_exits_1_and_writes_nothing(out_root: Path, tmp_path: Path, capsys):
+    code = main(
+        ["data", "prepare", "--profile", "beauty", "--set", f"data.source.path={tmp_path / 'missing'}"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Amazon benchmark directory not found" in err and "no dataset was written." in err
+    assert not (out_root / "datasets").exists()
+
+
+def test_validation_failure_exits_1_and_keeps_the_report(out_root: Path, capsys):
+    code = main(["run", *TINY, "--set", "data.validation.min_users=1000"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "prepared: at least 1,000 users remain after preprocessing: observed 300" in err
+    assert not (out_root / "datasets").exists()
+    [run_dir] = (out_root / "runs").iterdir()
+    assert (run_dir / "validation.json").is_file()
+    assert (run_dir / "data_docs" / "index.html").is_file()
