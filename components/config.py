@@ -200,10 +200,11 @@ class DataConfig(StrictModel):
 
 # ------------------------------------------------------------------------------- models and training
 class ModelConfig(StrictModel):
-    arch: Literal["sasrec", "gru", "mlp"] = "sasrec"
+    arch: Literal["sasrec", "gru"] = "sasrec"
     d_model: int = Field(64, ge=2)
     n_layers: int = Field(2, ge=0)
     n_heads: int = Field(1, ge=1)
+    ffn_mult: int = Field(4, ge=1, description="feed-forward width = ffn_mult * d_model")
     dropout: float = Field(0.2, ge=0, lt=1)
     max_len: int = Field(50, ge=2)
 
@@ -213,6 +214,7 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
     max_wall_seconds: float | None = Field(None, gt=0)
 
@@ -228,14 +230,32 @@ class StudentConfig(StrictModel):
 
 
 class DistillConfig(StrictModel):
+    """Objective: w_hard*CE + w_logits*KD_logits + w_feature*KD_feature + w_relation*RKD + w_ranking*RD."""
+
     temperature: float = Field(2.0, gt=0)
+    kd_mode: Literal["topk", "full"] = Field(
+        "topk", description="student softmax over the teacher's top-K items, or over the whole catalogue"
+    )
     top_k: int = Field(100, ge=1, description="teacher items cached per position")
     logits_dtype: Literal["float32", "float16"] = "float16"
-    cache_hidden: bool = False
+    cache_hidden: bool = Field(False, description="cache the teacher's hidden states (feature/relation KD)")
     w_hard: float = Field(1.0, ge=0)
     w_logits: float = Field(1.0, ge=0)
     w_feature: float = Field(0.0, ge=0)
     w_relation: float = Field(0.0, ge=0)
+    w_ranking: float = Field(0.0, ge=0)
+    rkd_distance_weight: float = Field(1.0, ge=0)
+    rkd_angle_weight: float = Field(2.0, ge=0)
+    ranking_k: int = Field(10, ge=1)
+    ranking_lambda: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_hidden(self) -> DistillConfig:
+        if (self.w_feature > 0 or self.w_relation > 0) and not self.cache_hidden:
+            raise ValueError("w_feature or w_relation > 0 needs cache_hidden: true (teacher hidden states)")
+        if self.ranking_k > self.top_k:
+            raise ValueError(f"ranking_k ({self.ranking_k}) cannot exceed top_k ({self.top_k})")
+        return self
 
 
 class GateConfig(StrictModel):

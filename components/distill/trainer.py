@@ -1,0 +1,168 @@
+"""Train a student from the dataset plus the teacher's soft-label cache (never the teacher itself).
+
+    L = w_hard * CE(hard) + w_logits * KD_logits + w_feature * KD_feature
+        + w_relation * KD_relation + w_ranking * KD_ranking
+
+Batches come from the cache reader, one row group (a block of whole users) at a time, so memory stays
+flat; each student position is matched to its cache row by (user, position), and the cached hard
+target must equal the student's target (a cache built for other data is refused). Without a cache, or
+with every KD weight at zero, this is the no-KD baseline: the same student on hard labels only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.artifacts import sha256_json
+from components.config import DistillConfig, ModelConfig, TrainConfig
+from components.distill.losses import FeatureKD, LogitsKD, RankingKD, RKDLoss
+from components.models import build_model
+from components.sequences import SequenceData, TrainBatch
+from components.soft_labels import SoftLabelBlock, SoftLabelCacheError, SoftLabelReader
+from components.training import TrainResult, fit
+
+
+@dataclass(frozen=True)
+class KDBatch:
+    """A student batch with the teacher's cached knowledge for its real positions."""
+
+    train: TrainBatch
+    matched: torch.Tensor  # (N,) bool over real positions (row-major over train.mask)
+    topk_cols: torch.Tensor  # (M, K) teacher top-K as score columns (item id - 1)
+    teacher_logits: torch.Tensor  # (M, K)
+    teacher_hidden: torch.Tensor | None  # (M, d_T)
+    last_index: torch.Tensor  # (B,) index into the N real positions of each user's last position
+
+
+def kd_batch(data: SequenceData, users: np.ndarray, block: SoftLabelBlock, max_len: int) -> KDBatch:
+    """Align cache rows with the student's positions by (user, position)."""
+    tb = data.train_batch(users, max_len)
+    rows, cols = np.nonzero(tb.mask.numpy())
+    keys = (users[rows].astype(np.int64) << 32) | tb.positions.numpy()[rows, cols]
+    order = np.argsort(block.keys, kind="stable")
+    sorted_keys = block.keys[order]
+    at = np.clip(np.searchsorted(sorted_keys, keys), 0, max(len(sorted_keys) - 1, 0))
+    matched = sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
+    src = order[at[matched]]
+    student_targets = tb.targets.numpy()[rows, cols][matched]
+    if not np.array_equal(block.targets[src], student_targets):
+        bad = int(np.flatnonzero(block.targets[src] != student_targets)[0])
+        raise SoftLabelCacheError(
+            "the soft-label cache does not match the training data: user "
+            f"{block.users[src][bad]}, position {block.positions[src][bad]} has cached target "
+            f"{block.targets[src][bad]} but the dataset says {student_targets[bad]}; rebuild the cache"
+        )
+    lengths = tb.mask.sum(dim=1)
+    return KDBatch(
+        train=tb,
+        matched=torch.from_numpy(matched),
+        topk_cols=torch.from_numpy(block.topk_ids[src] - 1),
+        teacher_logits=torch.from_numpy(block.topk_logits[src]),
+        teacher_hidden=torch.from_numpy(block.hidden[src]) if block.hidden is not None else None,
+        last_index=torch.cumsum(lengths, 0) - 1,
+    )
+
+
+class DistillationObjective(nn.Module):
+    """The weighted sum of hard-label CE and the enabled KD terms; holds the trainable projector."""
+
+    def __init__(self, cfg: DistillConfig, student_dim: int, teacher_dim: int | None):
+        super().__init__()
+        self.cfg = cfg
+        self.logits = LogitsKD(cfg.temperature, cfg.kd_mode)
+        self.ranking = RankingKD(cfg.ranking_k, cfg.ranking_lambda)
+        self.relation = RKDLoss(cfg.rkd_distance_weight, cfg.rkd_angle_weight)
+        self.feature = FeatureKD(student_dim, teacher_dim) if cfg.w_feature > 0 and teacher_dim else None
+
+    def step_loss(self, student: nn.Module) -> Callable[[KDBatch], tuple[torch.Tensor, dict[str, float]]]:
+        cfg = self.cfg
+
+        def step(b: KDBatch) -> tuple[torch.Tensor, dict[str, float]]:
+            out = student(b.train.inputs)
+            h = out.hidden[b.train.mask]  # (N, d_S)
+            scores = student.scores(h)  # (N, I)
+            ce = F.cross_entropy(scores, b.train.targets[b.train.mask] - 1)
+            loss = cfg.w_hard * ce
+            parts = {"ce": ce.item()}
+            m = b.matched
+            if cfg.w_logits > 0:
+                kd = self.logits(scores[m], b.topk_cols, b.teacher_logits)
+                loss = loss + cfg.w_logits * kd
+                parts["kd_logits"] = kd.item()
+            if cfg.w_ranking > 0:
+                rk = self.ranking(scores[m], b.topk_cols)
+                loss = loss + cfg.w_ranking * rk
+                parts["kd_ranking"] = rk.item()
+            if self.feature is not None:
+                fk = self.feature(h[m], b.teacher_hidden)
+                loss = loss + cfg.w_feature * fk
+                parts["kd_feature"] = fk.item()
+            if cfg.w_relation > 0:
+                # one representation per sequence: its last position, where the teacher row exists
+                matched_index = torch.cumsum(m.long(), 0) - 1
+                ok = m[b.last_index]
+                rel = self.relation(h[b.last_index[ok]], b.teacher_hidden[matched_index[b.last_index[ok]]])
+                loss = loss + cfg.w_relation * rel
+                parts["kd_relation"] = rel.item()
+            return loss, parts
+
+        return step
+
+
+def uses_cache(cfg: DistillConfig) -> bool:
+    return any(w > 0 for w in (cfg.w_logits, cfg.w_feature, cfg.w_relation, cfg.w_ranking))
+
+
+def distill_student(
+    data: SequenceData,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    distill_cfg: DistillConfig,
+    out_dir: str | Path,
+    *,
+    cache_path: str | Path | None = None,
+    seed: int = 0,
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+    name: str = "student",
+) -> tuple[nn.Module, TrainResult]:
+    """Train a student with knowledge distillation from the cache, or the no-KD baseline without one."""
+    torch.manual_seed(seed)
+    student = build_model(model_cfg, data.n_items)
+    kd = cache_path is not None and uses_cache(distill_cfg)
+    fingerprint = sha256_json(
+        {"model": model_cfg.model_dump(), "train": train_cfg.model_dump(), "seed": seed,
+         "distill": distill_cfg.model_dump() if kd else None, "cache": str(cache_path) if kd else None}
+    )  # fmt: skip
+    if not kd:
+        result = fit(student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,
+                     fingerprint=fingerprint, log=log, name=name)  # fmt: skip
+        return student, result
+
+    reader = SoftLabelReader(cache_path)
+    teacher_dim = reader.manifest.get("hidden_dim")
+    if (distill_cfg.w_feature > 0 or distill_cfg.w_relation > 0) and not reader.has_hidden:
+        raise SoftLabelCacheError(
+            f"feature and relation distillation need the teacher's hidden states, but {cache_path} was "
+            "built without them; set distill.cache_hidden=true and rebuild the cache"
+        )
+    objective = DistillationObjective(distill_cfg, model_cfg.d_model, teacher_dim)
+    lengths = data.train_positions(model_cfg.max_len)
+
+    def batches(epoch: int, rng: np.random.Generator) -> Iterator[KDBatch]:
+        for users, block in reader.iter_user_batches(train_cfg.batch_size, lengths, rng):
+            yield kd_batch(data, users, block, model_cfg.max_len)
+
+    result = fit(
+        student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,
+        step_loss=objective.step_loss(student), batches=batches, extra_modules=objective,
+        fingerprint=fingerprint, log=log, name=name,
+    )  # fmt: skip
+    return student, result

@@ -1,0 +1,268 @@
+"""The teacher's soft labels, cached as Parquet so students never need the teacher.
+
+For every training position (user, position of the input item) the teacher's top-K item ids (int32)
+and raw logits (float16 or float32; raw, so any temperature can be applied later), optionally the
+teacher's final hidden state (float16) for feature and relation distillation, and the hard target
+(to check alignment with the student's data). Layout::
+
+    <root>/soft_labels/<teacher12>-<data12>-k<K>-<dtype>[-hidden]/
+        soft_labels.parquet   fixed-size list columns, zstd, one row group per block of whole users
+        manifest.json         digests of teacher checkpoint and dataset, K, dtype, rows, sha256 per file
+
+The folder is written atomically and reused only when the manifest matches and every checksum holds;
+a partial or corrupt cache is rebuilt, never silently used. :class:`SoftLabelReader` streams one row
+group at a time, so memory stays flat as the cache grows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from components.artifacts import Handle, atomic_directory, sha256_file, write_json_atomic
+from components.sequences import SequenceData, length_bucketed
+
+SCHEMA_VERSION = 1
+DATA_FILE, MANIFEST = "soft_labels.parquet", "manifest.json"
+KIND = "soft_labels"
+_KEY_SHIFT = 32  # row key = user << 32 | position
+
+
+class SoftLabelCacheError(ValueError):
+    """A soft-label cache is missing, partial, corrupt, or does not belong to the given data."""
+
+
+@dataclass(frozen=True)
+class SoftLabelBlock:
+    """Cache rows for a set of users, sorted by (user, position)."""
+
+    users: np.ndarray  # (R,) int64
+    positions: np.ndarray  # (R,) int64
+    targets: np.ndarray  # (R,) int64 item ids
+    topk_ids: np.ndarray  # (R, K) int64 item ids
+    topk_logits: np.ndarray  # (R, K) float32
+    hidden: np.ndarray | None  # (R, d_teacher) float32
+
+    @property
+    def keys(self) -> np.ndarray:
+        return (self.users << _KEY_SHIFT) | self.positions
+
+
+def cache_dir(
+    root: Path, teacher_digest: str, dataset_digest: str, top_k: int, dtype: str, hidden: bool
+) -> Path:
+    name = f"{teacher_digest[:12]}-{dataset_digest[:12]}-k{top_k}-{dtype}" + ("-hidden" if hidden else "")
+    return Path(root) / "soft_labels" / name
+
+
+def _schema(top_k: int, dtype: str, hidden_dim: int | None) -> pa.Schema:
+    value = pa.float16() if dtype == "float16" else pa.float32()
+    fields = [
+        ("user_id", pa.int32()),
+        ("pos", pa.int32()),
+        ("target", pa.int32()),
+        ("topk_ids", pa.list_(pa.int32(), top_k)),
+        ("topk_logits", pa.list_(value, top_k)),
+    ]
+    if hidden_dim:
+        fields.append(("hidden", pa.list_(pa.float16(), hidden_dim)))
+    return pa.schema(fields)
+
+
+def _fixed_list(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    flat = pa.array(values.reshape(-1), type=arrow_type.value_type)
+    return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+
+
+def verify_soft_labels(path: str | Path) -> dict[str, Any]:
+    """The manifest of an intact cache; raises :class:`SoftLabelCacheError` otherwise."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise SoftLabelCacheError(f"{path} is not a soft-label cache: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SoftLabelCacheError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise SoftLabelCacheError(
+            f"{path}: cache schema {manifest.get('schema_version')} != {SCHEMA_VERSION}"
+        )
+    for name, meta in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise SoftLabelCacheError(f"{path}: {name} listed in the manifest is missing")
+        if file.stat().st_size != meta["bytes"] or sha256_file(file) != meta["sha256"]:
+            raise SoftLabelCacheError(f"{path}: {name} does not match its size/sha256 in the manifest")
+    return manifest
+
+
+@torch.no_grad()
+def build_soft_labels(
+    teacher: nn.Module,
+    data: SequenceData,
+    root: str | Path,
+    *,
+    teacher_digest: str,
+    dataset_digest: str,
+    max_len: int,
+    top_k: int = 100,
+    logits_dtype: str = "float16",
+    cache_hidden: bool = False,
+    users_per_group: int = 2048,
+    batch_size: int = 256,
+) -> tuple[Handle, dict[str, Any], bool]:
+    """Run the teacher over every training position and write its top-K; reuse a valid cache.
+
+    Returns ``(handle, manifest, reused)``.
+    """
+    if top_k > data.n_items:
+        raise ValueError(f"top_k={top_k} exceeds the catalogue size {data.n_items}")
+    target = cache_dir(Path(root), teacher_digest, dataset_digest, top_k, logits_dtype, cache_hidden)
+    try:
+        manifest = verify_soft_labels(target)
+        if manifest["teacher_digest"] == teacher_digest and manifest["dataset_digest"] == dataset_digest:
+            return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, True
+    except SoftLabelCacheError:
+        pass
+
+    t0 = time.perf_counter()
+    teacher.eval()
+    users = data.train_users()
+    hidden_dim = None
+    writer = None
+    rows = 0
+    np_dtype = np.float16 if logits_dtype == "float16" else np.float32
+    with atomic_directory(target, overwrite=True) as tmp:
+        file = tmp / DATA_FILE
+        try:
+            for g in range(0, len(users), users_per_group):
+                group = users[g : g + users_per_group]
+                cols: dict[str, list[np.ndarray]] = {
+                    k: [] for k in ("user", "pos", "target", "ids", "logits", "hidden")
+                }
+                for chunk in length_bucketed(group, data.train_positions(max_len)[group], batch_size, None):
+                    chunk = np.sort(chunk)
+                    batch = data.train_batch(chunk, max_len)
+                    out = teacher(batch.inputs)
+                    h = out.hidden[batch.mask]  # (N, d), rows in (user, position) order
+                    logits, cols_idx = torch.topk(teacher.scores(h), top_k, dim=1)  # (N, K)
+                    rows_user = torch.from_numpy(chunk)[:, None].expand_as(batch.mask)[batch.mask]
+                    cols["user"].append(rows_user.numpy())
+                    cols["pos"].append(batch.positions[batch.mask].numpy())
+                    cols["target"].append(batch.targets[batch.mask].numpy())
+                    cols["ids"].append((cols_idx + 1).numpy())  # columns -> item ids
+                    cols["logits"].append(logits.numpy().astype(np_dtype))
+                    if cache_hidden:
+                        cols["hidden"].append(h.numpy().astype(np.float16))
+                        hidden_dim = h.shape[1]
+                cat = {k: np.concatenate(v) for k, v in cols.items() if v}
+                order = np.lexsort((cat["pos"], cat["user"]))
+                schema = _schema(top_k, logits_dtype, hidden_dim)
+                arrays = [
+                    pa.array(cat["user"][order].astype(np.int32)),
+                    pa.array(cat["pos"][order].astype(np.int32)),
+                    pa.array(cat["target"][order].astype(np.int32)),
+                    _fixed_list(cat["ids"][order].astype(np.int32), schema.field("topk_ids").type),
+                    _fixed_list(cat["logits"][order], schema.field("topk_logits").type),
+                ]
+                if cache_hidden:
+                    arrays.append(_fixed_list(cat["hidden"][order], schema.field("hidden").type))
+                table = pa.Table.from_arrays(arrays, schema=schema)
+                if writer is None:
+                    writer = pq.ParquetWriter(file, schema, compression="zstd")
+                writer.write_table(table, row_group_size=len(table))  # one row group per user block
+                rows += len(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        meta = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": KIND,
+            "teacher_digest": teacher_digest,
+            "dataset_digest": dataset_digest,
+            "top_k": top_k,
+            "logits": "raw (temperature-independent)",
+            "logits_dtype": logits_dtype,
+            "hidden_dim": hidden_dim,
+            "max_len": max_len,
+            "rows": rows,
+            "users": int(len(users)),
+            "row_groups": pq.ParquetFile(file).num_row_groups,
+            "files": {DATA_FILE: meta},
+            "digest": meta["sha256"],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, False
+
+
+class SoftLabelReader:
+    """Streams a verified cache one row group (a block of whole users) at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.manifest = verify_soft_labels(self.path)
+        self._file = pq.ParquetFile(self.path / DATA_FILE)
+        self.has_hidden = "hidden" in self._file.schema_arrow.names
+
+    @property
+    def num_row_groups(self) -> int:
+        return self._file.num_row_groups
+
+    def read_block(self, index: int) -> SoftLabelBlock:
+        t = self._file.read_row_group(index)
+
+        def fixed(name: str, dtype) -> np.ndarray:
+            col = t.column(name).combine_chunks()
+            width = col.type.list_size
+            return col.values.to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, width)
+
+        return SoftLabelBlock(
+            users=t.column("user_id").to_numpy().astype(np.int64),
+            positions=t.column("pos").to_numpy().astype(np.int64),
+            targets=t.column("target").to_numpy().astype(np.int64),
+            topk_ids=fixed("topk_ids", np.int64),
+            topk_logits=fixed("topk_logits", np.float32),
+            hidden=fixed("hidden", np.float32) if self.has_hidden else None,
+        )
+
+    def iter_blocks(self, rng: np.random.Generator | None = None) -> Iterator[SoftLabelBlock]:
+        order = rng.permutation(self.num_row_groups) if rng is not None else range(self.num_row_groups)
+        for i in order:
+            yield self.read_block(int(i))
+
+    def iter_user_batches(
+        self, batch_size: int, lengths: np.ndarray, rng: np.random.Generator | None = None
+    ) -> Iterator[tuple[np.ndarray, SoftLabelBlock]]:
+        """Yield ``(users, rows)``: student batches of users (similar lengths together) with their
+        cache rows, block by block in shuffled order. ``lengths`` is per user id."""
+        for block in self.iter_blocks(rng):
+            users, starts = np.unique(block.users, return_index=True)
+            ends = np.r_[starts[1:], len(block.users)]
+            span = dict(zip(users.tolist(), zip(starts.tolist(), ends.tolist(), strict=True), strict=True))
+            for chunk in length_bucketed(users, lengths[users], batch_size, rng):
+                idx = np.concatenate([np.arange(*span[u]) for u in chunk.tolist()])
+                yield chunk, _take(block, idx)
+
+
+def _take(block: SoftLabelBlock, idx: np.ndarray) -> SoftLabelBlock:
+    return SoftLabelBlock(
+        users=block.users[idx],
+        positions=block.positions[idx],
+        targets=block.targets[idx],
+        topk_ids=block.topk_ids[idx],
+        topk_logits=block.topk_logits[idx],
+        hidden=block.hidden[idx] if block.hidden is not None else None,
+    )

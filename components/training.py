@@ -1,0 +1,246 @@
+"""One training loop for teachers and students.
+
+Full-softmax cross-entropy over the catalogue at every position (or a distillation objective passed in
+as ``step_loss``), AdamW, optional cosine schedule, early stopping on validation NDCG@10 with the best
+weights kept, a resumable checkpoint every epoch (model, optimizer, scheduler, RNG state), a wall-clock
+budget checked inside the loop, and a clear error when the loss stops being finite.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.artifacts import sha256_file
+from components.config import ModelConfig, TrainConfig
+from components.evaluation import evaluate_model
+from components.runtime import configure_torch
+from components.sequences import SequenceData, TrainBatch
+
+LAST, BEST = "last.pt", "best.pt"
+METRIC = "NDCG@10"
+
+StepLoss = Callable[[TrainBatch], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    history: list[dict[str, Any]]
+    checkpoint: Path
+    checkpoint_sha256: str
+    seconds: float
+    stopped: str  # "patience" | "epochs" | "budget"
+    resumed_from: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def hard_label_loss(model: nn.Module) -> StepLoss:
+    """Cross-entropy of the next item at every real position, full softmax over the catalogue."""
+
+    def step(batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(batch.inputs)
+        logits = model.scores(out.hidden[batch.mask])  # (N, I), column c = item c + 1
+        loss = F.cross_entropy(logits, batch.targets[batch.mask] - 1)
+        return loss, {"ce": loss.item()}
+
+    return step
+
+
+def save_model(path: Path, model: nn.Module, cfg: ModelConfig, n_items: int, meta: dict | None = None) -> str:
+    """A state dict plus the config needed to rebuild it (loadable with ``weights_only=True``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(), "n_items": n_items,
+                "meta": meta or {}}, tmp)  # fmt: skip
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
+    """Rebuild a model saved by :func:`save_model` without unpickling arbitrary objects."""
+    from components.models import build_model
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = ModelConfig(**blob["config"])
+    model = build_model(cfg, blob["n_items"])
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, cfg, blob.get("meta", {})
+
+
+def fit(
+    model: nn.Module,
+    data: SequenceData,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    threads: int = 1,
+    step_loss: StepLoss | None = None,
+    batches: Callable[[int, np.random.Generator], Iterable[TrainBatch]] | None = None,
+    extra_modules: nn.Module | None = None,
+    fingerprint: str = "",
+    resume: bool = True,
+    log: Callable[[str], None] = print,
+    name: str = "model",
+) -> TrainResult:
+    """Train ``model`` until patience, ``epochs`` or the wall-clock budget runs out.
+
+    ``step_loss(batch) -> (loss, parts)`` defaults to hard-label cross-entropy; ``batches(epoch, rng)``
+    defaults to shuffled user batches. ``extra_modules`` (e.g. a feature-KD projector) are optimised
+    with the model and checkpointed, but not saved in ``best.pt``. A ``last.pt`` whose ``fingerprint``
+    matches is resumed from.
+    """
+    t_start = time.perf_counter()
+    configure_torch(threads)
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    step_loss = step_loss or hard_label_loss(model)
+    if batches is None:
+
+        def batches(epoch: int, rng: np.random.Generator) -> Iterable[TrainBatch]:
+            return data.iter_train_batches(train_cfg.batch_size, model_cfg.max_len, rng)
+
+    params = list(model.parameters()) + (list(extra_modules.parameters()) if extra_modules else [])
+    optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.epochs)
+        if train_cfg.lr_schedule == "cosine"
+        else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    )
+    rng = np.random.default_rng(seed)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": 0, "valid": {METRIC: -1.0}}
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    bad_epochs, start_epoch, resumed_from = 0, 1, None
+
+    last_path = out_dir / LAST
+    if resume and last_path.is_file():
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        if ckpt.get("fingerprint") == fingerprint:
+            model.load_state_dict(ckpt["model"])
+            if extra_modules is not None and ckpt.get("extra") is not None:
+                extra_modules.load_state_dict(ckpt["extra"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            rng.bit_generator.state = ckpt["numpy_rng"]
+            history, best, bad_epochs = ckpt["history"], ckpt["best"], ckpt["bad_epochs"]
+            best_state = ckpt["best_state"]
+            start_epoch = resumed_from = ckpt["epoch"] + 1
+            log(f"[{name}] resuming after epoch {ckpt['epoch']} from {last_path}")
+        else:
+            log(f"[{name}] ignoring {last_path}: it belongs to another configuration or dataset")
+
+    stopped = "epochs"
+    budget = train_cfg.max_wall_seconds
+    for epoch in range(start_epoch, train_cfg.epochs + 1):
+        if bad_epochs >= train_cfg.patience:
+            stopped = "patience"
+            break
+        t0 = time.perf_counter()
+        model.train()
+        if extra_modules is not None:
+            extra_modules.train()
+        total, n_steps, parts_sum = 0.0, 0, {}
+        out_of_time = False
+        for step, batch in enumerate(batches(epoch, rng)):
+            loss, parts = step_loss(batch)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"[{name}] loss became {loss.item()} at epoch {epoch}, step {step} "
+                    f"(lr {optimizer.param_groups[0]['lr']:.2g}); lower the learning rate or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            n_steps += 1
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+            if budget is not None and time.perf_counter() - t_start > budget:
+                out_of_time = True
+                break
+        scheduler.step()
+        valid = evaluate_model(model, data, "valid", model_cfg.max_len)
+        score = valid[METRIC]
+        improved = score > best["valid"][METRIC]
+        if improved:
+            best = {"epoch": epoch, "valid": valid}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        seconds = time.perf_counter() - t0
+        record = {
+            "epoch": epoch,
+            "loss": total / max(n_steps, 1),
+            **{k: v / max(n_steps, 1) for k, v in parts_sum.items()},
+            "valid": valid,
+            "seconds": seconds,
+        }
+        history.append(record)
+        log(
+            f"[{name}] epoch {epoch:3d}/{train_cfg.epochs} loss {record['loss']:.4f} "
+            f"valid NDCG@10 {score:.4f} HR@10 {valid['HR@10']:.4f} "
+            f"(best {best['valid'][METRIC]:.4f} @ {best['epoch']}) {seconds:.1f}s"
+        )
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "extra": extra_modules.state_dict() if extra_modules is not None else None,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+                "history": history,
+                "best": best,
+                "best_state": best_state,
+                "bad_epochs": bad_epochs,
+            },
+            last_path.with_suffix(".tmp"),
+        )
+        last_path.with_suffix(".tmp").replace(last_path)
+        if out_of_time:
+            stopped = "budget"
+            log(f"[{name}] wall-clock budget of {budget:g}s reached during epoch {epoch}")
+            break
+    else:
+        if bad_epochs >= train_cfg.patience:
+            stopped = "patience"
+
+    model.load_state_dict(best_state)
+    model.eval()
+    meta = {"best_epoch": best["epoch"], "valid": best["valid"], "fingerprint": fingerprint}
+    digest = save_model(out_dir / BEST, model, model_cfg, data.n_items, meta)
+    if not math.isfinite(best["valid"][METRIC]) or best["epoch"] == 0:
+        log(f"[{name}] warning: no epoch finished; best.pt holds the initial weights")
+    return TrainResult(
+        best_epoch=best["epoch"],
+        best_valid=best["valid"],
+        history=history,
+        checkpoint=out_dir / BEST,
+        checkpoint_sha256=digest,
+        seconds=time.perf_counter() - t_start,
+        stopped=stopped,
+        resumed_from=resumed_from,
+    )

@@ -1,0 +1,162 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from components.config import DistillConfig, ModelConfig, TrainConfig
+from components.distill import trainer as trainer_module
+from components.distill.trainer import distill_student, kd_batch
+from components.models import build_model
+from components.soft_labels import (
+    DATA_FILE,
+    SoftLabelCacheError,
+    SoftLabelReader,
+    build_soft_labels,
+    verify_soft_labels,
+)
+
+TEACHER = ModelConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0, max_len=20)
+STUDENT = ModelConfig(d_model=8, n_layers=1, n_heads=1, dropout=0.1, max_len=20)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_data):
+    torch.manual_seed(0)
+    return build_model(TEACHER, tiny_data.n_items).eval()
+
+
+def build(teacher, data, root, **kw):
+    args = dict(teacher_digest="t" * 64, dataset_digest="d" * 64, max_len=20, top_k=10, users_per_group=64)
+    args.update(kw)
+    return build_soft_labels(teacher, data, root, **args)
+
+
+def test_round_trip_matches_the_teacher(teacher, tiny_data, tmp_path):
+    handle, manifest, reused = build(teacher, tiny_data, tmp_path, cache_hidden=True, logits_dtype="float32")
+    assert not reused
+    expected_rows = int(tiny_data.train_positions(20)[tiny_data.train_users()].sum())
+    assert manifest["rows"] == expected_rows and manifest["top_k"] == 10 and manifest["hidden_dim"] == 16
+    assert manifest["row_groups"] == int(np.ceil(len(tiny_data.train_users()) / 64)) > 1
+    file = pq.ParquetFile(handle.path / DATA_FILE)
+    ids_type = file.schema_arrow.field("topk_ids").type
+    assert ids_type.list_size == 10 and str(ids_type.value_type) == "int32"
+    reader = SoftLabelReader(handle.path)
+    block = reader.read_block(0)
+    u = int(block.users[0])
+    rows = block.users == u
+    batch = tiny_data.train_batch(np.array([u]), 20)
+    with torch.no_grad():
+        h = teacher(batch.inputs).hidden[batch.mask]
+        logits, cols = torch.topk(teacher.scores(h), 10, dim=1)
+    np.testing.assert_array_equal(block.topk_ids[rows], cols.numpy() + 1)
+    np.testing.assert_allclose(block.topk_logits[rows], logits.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(block.hidden[rows], h.numpy(), atol=2e-3)  # float16
+    np.testing.assert_array_equal(block.targets[rows], batch.targets[batch.mask].numpy())
+    # logits are sorted, raw (no temperature)
+    assert np.all(np.diff(block.topk_logits, axis=1) <= 0)
+
+
+def test_reused_when_digests_match_and_rebuilt_when_corrupt(teacher, tiny_data, tmp_path):
+    handle, _, _ = build(teacher, tiny_data, tmp_path)
+    again, _, reused = build(teacher, tiny_data, tmp_path)
+    assert reused and again == handle
+    data_file = handle.path / DATA_FILE
+    data_file.write_bytes(data_file.read_bytes()[:-100])  # truncated: a partial write
+    with pytest.raises(SoftLabelCacheError, match="does not match its size/sha256"):
+        SoftLabelReader(handle.path)
+    rebuilt, _, reused = build(teacher, tiny_data, tmp_path)
+    assert not reused
+    verify_soft_labels(rebuilt.path)
+    other, _, _ = build(teacher, tiny_data, tmp_path, teacher_digest="x" * 64)
+    assert other.path != handle.path
+
+
+def test_failed_build_leaves_no_cache(teacher, tiny_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = teacher.scores
+
+    def failing(h):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return real(h)
+
+    monkeypatch.setattr(teacher, "scores", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        build(teacher, tiny_data, tmp_path)
+    assert list((tmp_path / "soft_labels").iterdir()) == []
+
+
+def test_streaming_reader_covers_every_row_once(teacher, tiny_data, tmp_path):
+    handle, manifest, _ = build(teacher, tiny_data, tmp_path)
+    reader = SoftLabelReader(handle.path)
+    lengths = tiny_data.train_positions(20)
+    seen_users, rows = [], 0
+    for users, block in reader.iter_user_batches(16, lengths, np.random.default_rng(0)):
+        assert len(users) <= 16 and set(block.users.tolist()) == set(users.tolist())
+        seen_users.extend(users.tolist())
+        rows += len(block.users)
+    assert sorted(seen_users) == sorted(tiny_data.train_users().tolist())
+    assert rows == manifest["rows"]
+
+
+def test_kd_batch_alignment_and_mismatch(teacher, tiny_data, tmp_path):
+    handle, _, _ = build(teacher, tiny_data, tmp_path, cache_hidden=True)
+    reader = SoftLabelReader(handle.path)
+    users, block = next(reader.iter_user_batches(8, tiny_data.train_positions(20)))
+    kb = kd_batch(tiny_data, users, block, max_len=20)
+    assert bool(kb.matched.all()) and kb.topk_cols.shape == (int(kb.train.mask.sum()), 10)
+    # a shorter student window matches the most recent positions only
+    short = kd_batch(tiny_data, users, block, max_len=3)
+    assert short.matched.all() and short.topk_cols.shape[0] == int(short.train.mask.sum())
+    corrupted = block.__class__(**{**block.__dict__, "targets": block.targets + 1})
+    with pytest.raises(SoftLabelCacheError, match="does not match the training data"):
+        kd_batch(tiny_data, users, corrupted, max_len=20)
+
+
+def test_student_trains_from_the_cache_without_the_teacher(teacher, tiny_data, tmp_path, monkeypatch):
+    handle, _, _ = build(teacher, tiny_data, tmp_path, cache_hidden=True)
+    built = []
+    real_build = trainer_module.build_model
+    monkeypatch.setattr(trainer_module, "build_model", lambda cfg, n: built.append(cfg) or real_build(cfg, n))
+
+    def no_torch_load(*a, **k):
+        raise AssertionError("the trainer must not load any checkpoint (the teacher)")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    cfg = DistillConfig(
+        top_k=10, cache_hidden=True, w_logits=1.0, w_feature=0.5, w_relation=0.5, w_ranking=0.5
+    )
+    student, result = distill_student(
+        tiny_data,
+        STUDENT,
+        TrainConfig(epochs=2, batch_size=32),
+        cfg,
+        tmp_path / "kd",
+        cache_path=handle.path,
+        log=lambda m: None,
+    )
+    assert built == [STUDENT]
+    parts = result.history[-1]
+    assert {"ce", "kd_logits", "kd_feature", "kd_relation", "kd_ranking"} <= set(parts)
+    assert all(np.isfinite(parts[k]) for k in ("kd_logits", "kd_feature", "kd_relation", "kd_ranking"))
+    # the projector is trained but is not part of the exported student
+    assert not any(k.startswith("projector") for k in student.state_dict())
+
+
+def test_no_kd_baseline_and_missing_hidden(teacher, tiny_data, tmp_path):
+    handle, _, _ = build(teacher, tiny_data, tmp_path)  # no hidden states cached
+    _, result = distill_student(
+        tiny_data, STUDENT, TrainConfig(epochs=1), DistillConfig(), tmp_path / "nokd", log=lambda m: None
+    )
+    assert set(result.history[0]) >= {"ce"} and "kd_logits" not in result.history[0]
+    with pytest.raises(SoftLabelCacheError, match="built without them; set distill.cache_hidden=true"):
+        distill_student(
+            tiny_data,
+            STUDENT,
+            TrainConfig(epochs=1),
+            DistillConfig(cache_hidden=True, w_feature=1.0),
+            tmp_path / "feat",
+            cache_path=handle.path,
+            log=lambda m: None,
+        )

@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+import torch
+
+from components.config import ModelConfig, TrainConfig
+from components.models import build_model
+from components.training import BEST, LAST, TrainingDivergedError, fit, load_model
+
+MODEL = ModelConfig(d_model=8, n_layers=1, n_heads=1, dropout=0.2, max_len=20)
+TRAIN = TrainConfig(epochs=4, batch_size=64, lr=3e-3, patience=10)
+
+
+def quiet(_msg):
+    pass
+
+
+def fresh():
+    torch.manual_seed(0)
+    return build_model(MODEL, 80)
+
+
+def test_training_improves_and_keeps_best(tiny_data, tmp_path):
+    model = build_model(MODEL, tiny_data.n_items)
+    result = fit(model, tiny_data, MODEL, TRAIN, tmp_path, log=quiet)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.best_valid["NDCG@10"] == max(h["valid"]["NDCG@10"] for h in result.history)
+    assert result.stopped == "epochs"
+    # best.pt is a plain state dict + config, loadable with weights_only=True
+    loaded, cfg, meta = load_model(tmp_path / BEST)
+    assert cfg == MODEL and meta["best_epoch"] == result.best_epoch
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_same_seed_same_weights(tiny_data, tmp_path):
+    a, b = fresh(), fresh()
+    cfg = TRAIN.model_copy(update={"epochs": 2})
+    fit(a, tiny_data, MODEL, cfg, tmp_path / "a", seed=3, log=quiet)
+    fit(b, tiny_data, MODEL, cfg, tmp_path / "b", seed=3, log=quiet)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_killed_run_resumes_where_it_stopped(tiny_data, tmp_path):
+    straight = fresh()
+    ref = fit(straight, tiny_data, MODEL, TRAIN, tmp_path / "straight", seed=1, log=quiet, fingerprint="f")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_epoch_3(msg):
+        if "epoch   3/" in msg:
+            raise Killed
+
+    interrupted = fresh()
+    with pytest.raises(Killed):
+        fit(
+            interrupted,
+            tiny_data,
+            MODEL,
+            TRAIN,
+            tmp_path / "run",
+            seed=1,
+            log=kill_at_epoch_3,
+            fingerprint="f",
+        )
+    assert (tmp_path / "run" / LAST).is_file()
+    resumed = fresh()
+    lines = []
+    result = fit(
+        resumed, tiny_data, MODEL, TRAIN, tmp_path / "run", seed=1, log=lines.append, fingerprint="f"
+    )
+    assert result.resumed_from == 3
+    assert "resuming after epoch 2" in lines[0]
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.best_valid == ref.best_valid
+    for x, y in zip(resumed.state_dict().values(), straight.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tiny_data, tmp_path):
+    cfg = TRAIN.model_copy(update={"epochs": 1})
+    fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet, fingerprint="one")
+    lines = []
+    result = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=lines.append, fingerprint="two")
+    assert result.resumed_from is None
+    assert "ignoring" in lines[0]
+
+
+def test_nan_loss_is_a_clear_error(tiny_data, tmp_path):
+    def nan_loss(batch):
+        return torch.tensor(float("nan"), requires_grad=True), {}
+
+    with pytest.raises(
+        TrainingDivergedError, match=r"loss became nan at epoch 1, step 0 .*lower the learning rate"
+    ):
+        fit(fresh(), tiny_data, MODEL, TRAIN, tmp_path, step_loss=nan_loss, log=quiet)
+
+
+def test_wall_clock_budget_stops_inside_the_epoch(tiny_data, tmp_path):
+    cfg = TRAIN.model_copy(update={"max_wall_seconds": 1e-3, "epochs": 50})
+    seen = []
+
+    def counting_batches(epoch, rng):
+        for b in tiny_data.iter_train_batches(8, MODEL.max_len, rng):
+            seen.append(epoch)
+            yield b
+
+    result = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, batches=counting_batches, log=quiet)
+    assert result.stopped == "budget"
+    assert len(result.history) == 1 and len(seen) == 1  # stopped after the first batch
+    assert (tmp_path / BEST).is_file()
+
+
+def test_early_stopping(tiny_data, tmp_path):
+    cfg = TRAIN.model_copy(update={"epochs": 30, "patience": 1, "lr": 0.5})  # too high: no progress
+    result = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet)
+    assert result.stopped == "patience"
+    assert len(result.history) < 30
+
+
+def test_train_batches_are_shifted_and_right_padded(tiny_data):
+    users = tiny_data.train_users()[:5]
+    batch = tiny_data.train_batch(users, max_len=3)
+    for row, u in enumerate(users):
+        start, n = tiny_data.offsets[u], tiny_data.n_train[u]
+        train_items = tiny_data.items[start : start + n]
+        length = min(n - 1, 3)
+        assert batch.inputs[row, :length].tolist() == train_items[n - 1 - length : n - 1].tolist()
+        assert batch.targets[row, :length].tolist() == train_items[n - length : n].tolist()
+        assert not batch.mask[row, length:].any()
+    users = tiny_data.eval_users("test")[:5]
+    eval_batch = tiny_data.eval_batch(users, "test", max_len=50)
+    for row, u in enumerate(users):
+        assert eval_batch.targets[row] == tiny_data.items[tiny_data.test_index[u]]
+        assert (
+            eval_batch.inputs[row, eval_batch.lengths[row] - 1]
+            == tiny_data.items[tiny_data.test_index[u] - 1]
+        )
+    assert np.all(tiny_data.valid_index[users] == tiny_data.test_index[users] - 1)
