@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: run test lint clean-runs
+.PHONY: run test lint bench-quality clean-runs
 
 run: $(STAMP)
 	$(BIN)/shopdistill run --profile $(PROFILE)
@@ -22,6 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Teacher vs. student with/without KD on ../shared/data/amazon-beauty (about 30-45 min on 2 cores).
+bench-quality: $(STAMP)
+	$(BIN)/shopdistill bench quality --profile beauty $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,9 +2,10 @@
 
     shopdistill run [--profile demo|beauty] [--config FILE] [--set key=value ...]
     shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]
+    shopdistill bench quality [--profile beauty] [--students sasrec,gru] [--set key=value ...]
 
 Until the nightly flow lands, ``run`` runs the data stage: prepare + validate the configured dataset
-and print counts, digest and the validation summary. Exit codes: 0 ok, 1 bad data, 2 bad config.
+and print counts, digest and the validation summary. Exit codes: 0 ok, 1 bad data, 2 bad config, 3 a benchmark target was missed.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(args: argparse.Namespace, default_profile: str = "demo") -> PipelineConfig:
+def _load(args: argparse.Namespace) -> PipelineConfig:
+    default_profile = "beauty" if args.command == "bench" else "demo"
     profile = args.profile if args.profile or args.config else default_profile
     return load_config(args.config, profile=profile, overrides=args.overrides)
 
 
-def _run_dir(config: PipelineConfig) -> Path:
+def _run_dir(config: PipelineConfig, label: str = "") -> Path:
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    return config.runtime.root / "runs" / f"{stamp}-{config.data.name}-{uuid.uuid4().hex[:6]}"
+    name = f"{label}-{config.data.name}" if label else config.data.name
+    return config.runtime.root / "runs" / f"{stamp}-{name}-{uuid.uuid4().hex[:6]}"
 
 
 def _fmt_splits(splits: dict[str, int]) -> str:
@@ -104,6 +107,23 @@ def prepare_data(config: PipelineConfig) -> int:
     return 0
 
 
+def bench_quality(config: PipelineConfig, students: tuple[str, ...], requests: int) -> int:
+    """Teacher vs. student with and without KD on the test split; JSON + markdown report."""
+    from components.data.schema import DataSourceError
+    from components.quality import run_quality_benchmark
+    from components.validation import DataValidationError
+
+    out = _run_dir(config, "bench-quality")
+    try:
+        result = run_quality_benchmark(config, out, students=students, requests=requests)
+    except (DataSourceError, DataValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print((out / "report.md").read_text())
+    print(f"report: {out / 'report.json'} and {out / 'report.md'}")
+    return 0 if all(t["passed"] for t in result["targets"]) else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopdistill", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="prepare and validate a dataset")
     _add_config_args(prep)
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    quality = bench_sub.add_parser("quality", help="teacher vs. students with and without KD (test split)")
+    _add_config_args(quality)
+    quality.add_argument("--students", default="sasrec", help="student architectures, comma-separated")
+    quality.add_argument("--requests", type=int, default=1000, help="latency requests per model")
     return parser
 
 
@@ -125,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ("run", "data"):
         return prepare_data(config)
+    if args.command == "bench":
+        return bench_quality(config, tuple(args.students.split(",")), args.requests)
     return 2
 
 

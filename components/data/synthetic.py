@@ -237,6 +237,8 @@ def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue
         per_target = max(1, MAX_COMPLEMENTS // max(len(targets), 1))
         for t in targets:
             cand = items_in_leaf[leaf_index[t]]
+            if len(cand) == 0:  # small catalogues leave some categories empty
+                continue
             pref = cand[brand[cand] == brand[i]]
             if len(pref) == 0:
                 pref = cand[tier[cand] == tier[i]]
@@ -283,7 +285,8 @@ def _user_tastes(rng: np.random.Generator, n_users: int, cat: Catalogue) -> np.n
             for t in targets:
                 is_target[short.index(t)] = True
     leaf_weight = np.where(is_target, 0.4, 1.0) * rng.gamma(2.0, 0.5, len(short))
-    taste = dep_pref[:, cat.leaf_department] * leaf_weight[None, :]  # (U, C)
+    leaf_weight *= np.bincount(cat.leaf, minlength=len(short)) > 0  # never pick an empty category
+    taste = dep_pref[:, cat.leaf_department] * leaf_weight[None, :] + 1e-9 * leaf_weight[None, :]  # (U, C)
     return taste / taste.sum(axis=1, keepdims=True)
 
 
@@ -306,7 +309,8 @@ def generate(cfg: SyntheticSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     fav_brand = np.empty((n_users, n_dep), dtype=np.int64)
     for d in range(n_dep):
         dep_brands = np.unique(cat.brand[cat.leaf_department[cat.leaf] == d])
-        fav_brand[:, d] = rng.choice(dep_brands, size=n_users)
+        # a department without items is never visited (empty categories have zero taste)
+        fav_brand[:, d] = rng.choice(dep_brands, size=n_users) if len(dep_brands) else 0
     buyer = rng.beta(2.0, 4.0, n_users) / (2.0 / 6.0)  # mean 1: some users buy far more often
 
     # --- sessions and views (ragged, flattened per user)

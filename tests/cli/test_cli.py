@@ -49,3 +49,29 @@ def test_validation_failure_exits_1_and_keeps_the_report(out_root: Path, capsys)
     [run_dir] = (out_root / "runs").iterdir()
     assert (run_dir / "validation.json").is_file()
     assert (run_dir / "data_docs" / "index.html").is_file()
+
+
+def test_bench_quality_prints_the_report(out_root: Path, capsys):
+    args = ["bench", "quality", "--profile", "demo", "--requests", "10"]
+    args += [
+        "--set",
+        "data.source.n_users=200",
+        "--set",
+        "data.source.n_items=60",
+        "--set",
+        "distill.top_k=10",
+    ]
+    args += [
+        "--set",
+        "teacher.train.epochs=1",
+        "--set",
+        "student.train.epochs=1",
+        "--set",
+        "teacher.model.d_model=16",
+    ]
+    code = main(args)
+    out = capsys.readouterr().out
+    assert code in (0, 3)  # 3: a quality target was missed, which one epoch on tiny data may well do
+    assert "| student-sasrec-kd |" in out and "report: " in out
+    report = Path(out.strip().splitlines()[-1].split()[1])
+    assert report.is_file() and report.is_relative_to(out_root / "runs")

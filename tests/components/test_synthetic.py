@@ -108,3 +108,10 @@ def test_no_sequential_signal_means_no_markov_gain():
     cfg = SyntheticSource(seed=0, n_users=2000, n_items=600, p_complement=0.0, p_same_category=0.0)
     pop_hr, markov_hr = _leave_one_out_baselines(cfg)
     assert markov_hr < 2 * pop_hr, (pop_hr, markov_hr)
+
+
+@pytest.mark.parametrize("n_items", [30, 60])
+def test_small_catalogues_leave_no_item_in_an_empty_category(n_items):
+    inter, items = generate(SyntheticSource(seed=2, n_users=200, n_items=n_items))
+    assert set(inter["item_id"]) <= set(items["item_id"])
+    assert len(items) == n_items

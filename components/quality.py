@@ -1,0 +1,175 @@
+"""The quality benchmark: teacher vs. student with KD vs. the same student without KD, on one split.
+
+    prepare data -> train teacher -> cache its soft labels -> train student (no KD) -> train student (KD)
+    -> compare all on the test split (accuracy, coverage, popularity, size, latency) -> JSON + markdown
+
+Every stage reuses its output when it is already there (dataset digest, teacher checkpoint, cache),
+and training resumes from its last checkpoint, so an interrupted benchmark continues where it stopped.
+Model choices are made on the validation split only; the test split is scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from components.artifacts import sha256_json, write_json_atomic
+from components.config import PipelineConfig
+from components.data.dataset import load_dataset, prepare_dataset
+from components.distill.trainer import distill_student
+from components.evaluation import compare_models
+from components.models import build_model
+from components.runtime import configure_torch
+from components.sequences import SequenceData
+from components.soft_labels import build_soft_labels
+from components.training import fit, load_model
+
+
+def _targets(rows: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The issue's acceptance checks, computed from the measured rows."""
+    out = []
+    teacher = rows["teacher"]["NDCG@10"]
+    out.append({"check": "teacher NDCG@10 >= 0.045", "value": teacher, "passed": teacher >= 0.045})
+    alone = [name for name in rows if name.endswith("-nokd")]
+    best_alone = max((rows[n]["NDCG@10"] for n in alone), default=0.0)
+    out.append({"check": "teacher above every student trained alone", "value": teacher - best_alone,
+                "passed": teacher > best_alone})  # fmt: skip
+    for kd, nokd in pairs:
+        gain = rows[kd]["NDCG@10"] / max(rows[nokd]["NDCG@10"], 1e-12)
+        out.append({"check": f"{kd} above {nokd}", "value": gain, "passed": gain > 1.0})
+    return out
+
+
+def run_quality_benchmark(
+    config: PipelineConfig,
+    out_dir: str | Path,
+    *,
+    students: tuple[str, ...] = ("sasrec",),
+    requests: int = 1000,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole comparison; write ``report.json`` and ``report.md`` under ``out_dir``."""
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    root = config.runtime.root
+    threads, seed = config.runtime.threads, config.runtime.seed
+    configure_torch(threads)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    prepared = prepare_dataset(config.data, root, docs_dir=out_dir / "data_docs")
+    data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+    timings["data"] = time.perf_counter() - t0
+    log(f"dataset {prepared.handle.uri} ({data.n_users:,} users, {data.n_items:,} items)")
+
+    # teacher: reused when the dataset and teacher config are unchanged
+    t_cfg = config.teacher
+    teacher_key = sha256_json({"data": prepared.handle.sha256, "teacher": t_cfg.model_dump(), "seed": seed})
+    teacher_dir = root / "teachers" / f"{config.data.name}-{teacher_key[:12]}"
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    teacher = build_model(t_cfg.model, data.n_items)
+    t_result = fit(teacher, data, t_cfg.model, t_cfg.train, teacher_dir, seed=seed, threads=threads,
+                   fingerprint=teacher_key, log=log, name="teacher")  # fmt: skip
+    teacher, _, _ = load_model(t_result.checkpoint)
+    timings["teacher"] = time.perf_counter() - t0
+
+    d_cfg = config.distill
+    t0 = time.perf_counter()
+    cache, cache_manifest, reused = build_soft_labels(
+        teacher, data, root, teacher_digest=t_result.checkpoint_sha256, dataset_digest=prepared.handle.sha256,
+        max_len=t_cfg.model.max_len, top_k=d_cfg.top_k, logits_dtype=d_cfg.logits_dtype,
+        cache_hidden=d_cfg.cache_hidden,
+    )  # fmt: skip
+    timings["soft_labels"] = time.perf_counter() - t0
+    log(f"soft labels {cache.uri} ({cache_manifest['rows']:,} rows{', reused' if reused else ''})")
+
+    models = {"teacher": (teacher, t_cfg.model.max_len)}
+    histories = {"teacher": t_result.history}
+    pairs = []
+    run_key = sha256_json({"cache": cache.sha256, "student": config.student.model_dump(),
+                           "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
+    for arch in students:
+        s_model = config.student.model.model_copy(update={"arch": arch})
+        for kd in (False, True):
+            name = f"student-{arch}-{'kd' if kd else 'nokd'}"
+            t0 = time.perf_counter()
+            student, result = distill_student(
+                data, s_model, config.student.train, d_cfg, root / "students" / run_key / name,
+                cache_path=cache.uri if kd else None, seed=seed, threads=threads, log=log, name=name,
+            )  # fmt: skip
+            timings[name] = time.perf_counter() - t0
+            models[name] = (student, s_model.max_len)
+            histories[name] = result.history
+        pairs.append((f"student-{arch}-kd", f"student-{arch}-nokd"))
+
+    t0 = time.perf_counter()
+    report = compare_models(models, data, "test", requests=requests)
+    timings["evaluation"] = time.perf_counter() - t0
+    for name, hist in histories.items():
+        report.rows[name]["epochs"] = len(hist)
+        report.rows[name]["best_epoch"] = (
+            max(hist, key=lambda h: h["valid"]["NDCG@10"])["epoch"] if hist else 0
+        )
+        report.rows[name]["train_seconds"] = round(timings.get(name, timings.get("teacher", 0.0)), 1)
+        report.rows[name]["valid_NDCG@10"] = max((h["valid"]["NDCG@10"] for h in hist), default=0.0)
+    t_params = report.rows["teacher"]["params"]
+    for row in report.rows.values():
+        row["param_ratio_to_teacher"] = t_params / row["params"]
+        row["p99_ratio_to_teacher"] = row["latency_p99_ms"] / report.rows["teacher"]["latency_p99_ms"]
+    timings["total"] = time.perf_counter() - t_start
+    result = {
+        "dataset": {
+            "name": config.data.name,
+            "digest": prepared.handle.sha256,
+            "users": data.n_users,
+            "items": data.n_items,
+        },  # fmt: skip
+        "split": "test",
+        "rows": report.rows,
+        "targets": _targets(report.rows, pairs),
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "config": config.model_dump(mode="json"),
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": threads,
+            "cpu": platform.processor() or platform.machine(),
+        },  # fmt: skip
+        "artifacts": {"teacher": str(t_result.checkpoint), "soft_labels": cache.uri},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "report.json", result)
+    (out_dir / "histories.json").write_text(json.dumps(histories, default=float))
+    (out_dir / "report.md").write_text(render_markdown(result, report.to_markdown()))
+    return result
+
+
+def render_markdown(result: dict[str, Any], table: str) -> str:
+    lines = [
+        f"# Quality benchmark: {result['dataset']['name']} ({result['split']} split, full ranking)",
+        "",
+        f"{result['dataset']['users']:,} users, {result['dataset']['items']:,} items; dataset "
+        f"sha256:{result['dataset']['digest'][:12]}; threads {result['machine']['threads']}; "
+        f"total {result['timings_s']['total'] / 60:.1f} min.",
+        "",
+        table,
+        "",
+        "| model | epochs (best) | train s | valid NDCG@10 | params / teacher | p99 / teacher |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        lines.append(
+            f"| {name} | {r['epochs']} ({r['best_epoch']}) | {r['train_seconds']:.0f} | {r['valid_NDCG@10']:.4f} "
+            f"| 1/{r['param_ratio_to_teacher']:.1f} | {r['p99_ratio_to_teacher']:.2f} |"
+        )
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for t in result["targets"]:
+        lines.append(f"| {t['check']} | {t['value']:.4f} | {'yes' if t['passed'] else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,46 @@
+import json
+
+from components.config import load_config
+from components.quality import run_quality_benchmark
+
+TINY = [
+    "data.source.n_users=300",
+    "data.source.n_items=80",
+    "teacher.model.d_model=16",
+    "teacher.model.n_layers=1",
+    "teacher.train.epochs=2",
+    "student.model.d_model=8",
+    "student.train.epochs=2",
+    "distill.top_k=10",
+]
+
+
+def test_quality_benchmark_end_to_end_and_reuse(out_root, tmp_path):
+    config = load_config(profile="demo", overrides=TINY)
+    lines = []
+    result = run_quality_benchmark(
+        config, tmp_path / "report", students=("sasrec", "gru"), requests=20, log=lines.append
+    )
+    assert list(result["rows"]) == [
+        "teacher", "student-sasrec-nokd", "student-sasrec-kd", "student-gru-nokd", "student-gru-kd",
+    ]  # fmt: skip
+    for row in result["rows"].values():
+        assert {"NDCG@10", "HR@20", "MRR@5", "coverage@10", "popularity_pct@10", "params", "size_bytes",
+                "latency_p50_ms", "latency_p99_ms", "throughput_users_per_s", "epochs"} <= set(row)  # fmt: skip
+        assert row["latency_requests"] == 20
+    assert result["rows"]["teacher"]["params"] > result["rows"]["student-sasrec-kd"]["params"]
+    assert [t["check"] for t in result["targets"]][:2] == [
+        "teacher NDCG@10 >= 0.045", "teacher above every student trained alone",
+    ]  # fmt: skip
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["rows"].keys() == result["rows"].keys()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| student-gru-kd |" in md and "| target | measured | met |" in md
+    # a second run reuses the dataset, the teacher, the cache and the trained students
+    lines.clear()
+    again = run_quality_benchmark(
+        config, tmp_path / "again", students=("sasrec", "gru"), requests=20, log=lines.append
+    )
+    assert any("reused" in line for line in lines if line.startswith("soft labels"))
+    assert not any("epoch " in line and "/2 loss" in line for line in lines)
+    assert again["rows"]["teacher"]["NDCG@10"] == result["rows"]["teacher"]["NDCG@10"]
