@@ -215,6 +215,9 @@ class TrainConfig(StrictModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    sampled_negatives: int | None = Field(
+        None, ge=1, description="sampled softmax with this many shared uniform negatives (None: full softmax)"
+    )
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
     max_wall_seconds: float | None = Field(None, gt=0)
 

@@ -93,15 +93,18 @@ def run_quality_benchmark(
     models = {"teacher": (teacher, t_cfg.model.max_len)}
     histories = {"teacher": t_result.history}
     pairs = []
-    run_key = sha256_json({"cache": cache.sha256, "student": config.student.model_dump(),
-                           "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
+    # students are reused across runs: the no-KD baseline depends only on data, student and seed
+    kd_key = sha256_json({"cache": cache.sha256, "student": config.student.model_dump(),
+                          "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
+    nokd_key = sha256_json({"data": prepared.handle.sha256, "student": config.student.model_dump(),
+                            "seed": seed})[:12]  # fmt: skip
     for arch in students:
         s_model = config.student.model.model_copy(update={"arch": arch})
         for kd in (False, True):
             name = f"student-{arch}-{'kd' if kd else 'nokd'}"
             t0 = time.perf_counter()
             student, result = distill_student(
-                data, s_model, config.student.train, d_cfg, root / "students" / run_key / name,
+                data, s_model, config.student.train, d_cfg, root / "students" / (kd_key if kd else nokd_key) / name,
                 cache_path=cache.uri if kd else None, seed=seed, threads=threads, log=log, name=name,
             )  # fmt: skip
             timings[name] = time.perf_counter() - t0

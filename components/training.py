@@ -49,13 +49,29 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def hard_label_loss(model: nn.Module) -> StepLoss:
-    """Cross-entropy of the next item at every real position, full softmax over the catalogue."""
+def hard_label_loss(model: nn.Module, sampled_negatives: int | None = None) -> StepLoss:
+    """Cross-entropy of the next item at every real position.
+
+    Full softmax over the catalogue by default. With ``sampled_negatives=S`` (for very large
+    catalogues): the target against S negatives drawn uniformly per batch and shared by all positions,
+    accidental hits masked; uniform sampling needs no logQ correction (it is a constant).
+    """
 
     def step(batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(batch.inputs)
-        logits = model.scores(out.hidden[batch.mask])  # (N, I), column c = item c + 1
-        loss = F.cross_entropy(logits, batch.targets[batch.mask] - 1)
+        h = out.hidden[batch.mask]  # (N, d)
+        targets = batch.targets[batch.mask]  # (N,) item ids
+        if sampled_negatives is None:
+            logits = model.scores(h)  # (N, I), column c = item c + 1
+            loss = F.cross_entropy(logits, targets - 1)
+        else:
+            weight = model.item_emb.weight  # (I + 1, d)
+            negatives = torch.randint(1, weight.shape[0], (sampled_negatives,))  # (S,)
+            positive = (h * weight[targets]).sum(dim=1, keepdim=True)  # (N, 1)
+            negative = h @ weight[negatives].T  # (N, S)
+            negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+            logits = torch.cat([positive, negative], dim=1)  # (N, 1 + S), the target is column 0
+            loss = F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
         return loss, {"ce": loss.item()}
 
     return step
@@ -112,7 +128,7 @@ def fit(
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    step_loss = step_loss or hard_label_loss(model)
+    step_loss = step_loss or hard_label_loss(model, train_cfg.sampled_negatives)
     if batches is None:
 
         def batches(epoch: int, rng: np.random.Generator) -> Iterable[TrainBatch]:

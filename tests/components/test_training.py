@@ -139,3 +139,24 @@ def test_train_batches_are_shifted_and_right_padded(tiny_data):
             == tiny_data.items[tiny_data.test_index[u] - 1]
         )
     assert np.all(tiny_data.valid_index[users] == tiny_data.test_index[users] - 1)
+
+
+def test_sampled_softmax_trains(tiny_data, tmp_path):
+    cfg = TRAIN.model_copy(update={"sampled_negatives": 20, "epochs": 3})
+    result = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet)
+    losses = [h["loss"] for h in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    # with 20 negatives the loss starts near log(21), not log(80)
+    assert losses[0] < np.log(80)
+
+
+def test_sampled_softmax_masks_accidental_hits():
+    from components.sequences import TrainBatch
+    from components.training import hard_label_loss
+
+    torch.manual_seed(0)
+    model = build_model(MODEL, 3)  # 3 items: every negative draw is often the target itself
+    inputs = torch.tensor([[1, 2, 3]])
+    batch = TrainBatch(np.array([0]), inputs, torch.tensor([[2, 3, 1]]), inputs != 0, torch.arange(3)[None])
+    loss, _ = hard_label_loss(model, sampled_negatives=50)(batch)
+    assert torch.isfinite(loss)
