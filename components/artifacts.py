@@ -109,6 +109,40 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def verify_manifest(
+    path: str | Path,
+    *,
+    what: str,
+    schema_version: int,
+    error: type[Exception],
+    manifest: str = "manifest.json",
+) -> dict[str, Any]:
+    """Load ``path/manifest`` and check every file it lists (presence, size, sha256).
+
+    Raises ``error`` naming the folder and the first problem: no manifest, bad JSON, another schema
+    version, a missing file, or a file whose size or checksum differs (a partial or corrupt write).
+    """
+    path = Path(path)
+    manifest_path = path / manifest
+    if not manifest_path.is_file():
+        raise error(f"{path} is not a {what}: {manifest} is missing")
+    try:
+        content = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{manifest_path} is not valid JSON: {exc}") from None
+    if content.get("schema_version") != schema_version:
+        raise error(
+            f"{path}: schema version {content.get('schema_version')} != {schema_version}; build it again"
+        )
+    for name, meta in content["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise error(f"{path}: {name} listed in the manifest is missing")
+        if file.stat().st_size != meta["bytes"] or sha256_file(file) != meta["sha256"]:
+            raise error(f"{path}: {name} does not match its size/sha256 in the manifest")
+    return content
+
+
 def code_version(package_dir: str | Path | None = None) -> str:
     """sha256 over the source of ``components/``: the explicit code version used in cache keys.
 

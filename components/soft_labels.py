@@ -16,7 +16,6 @@ group at a time, so memory stays flat as the cache grows.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from components.artifacts import Handle, atomic_directory, sha256_file, write_json_atomic
+from components.artifacts import Handle, atomic_directory, sha256_file, verify_manifest, write_json_atomic
 from components.sequences import SequenceData, length_bucketed
 
 SCHEMA_VERSION = 1
@@ -86,25 +85,9 @@ def _fixed_list(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
 
 def verify_soft_labels(path: str | Path) -> dict[str, Any]:
     """The manifest of an intact cache; raises :class:`SoftLabelCacheError` otherwise."""
-    path = Path(path)
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise SoftLabelCacheError(f"{path} is not a soft-label cache: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SoftLabelCacheError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise SoftLabelCacheError(
-            f"{path}: cache schema {manifest.get('schema_version')} != {SCHEMA_VERSION}"
-        )
-    for name, meta in manifest["files"].items():
-        file = path / name
-        if not file.is_file():
-            raise SoftLabelCacheError(f"{path}: {name} listed in the manifest is missing")
-        if file.stat().st_size != meta["bytes"] or sha256_file(file) != meta["sha256"]:
-            raise SoftLabelCacheError(f"{path}: {name} does not match its size/sha256 in the manifest")
-    return manifest
+    return verify_manifest(
+        path, what="soft-label cache", schema_version=SCHEMA_VERSION, error=SoftLabelCacheError
+    )
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ and intact files is reused. Loading checks every file's sha256 against the manif
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from components.artifacts import Handle, atomic_directory, sha256_file, write_json_atomic
+from components.artifacts import Handle, atomic_directory, sha256_file, verify_manifest, write_json_atomic
 from components.config import DataConfig
 from components.data.preprocess import PreparedFrames, prepare_frames
 from components.data.schema import (
@@ -104,26 +103,8 @@ def dataset_dir(root: Path, name: str, digest: str) -> Path:
 
 
 def verify_dataset(path: str | Path) -> dict[str, Any]:
-    """Return the manifest if every listed file exists with its recorded sha256, else raise."""
-    path = Path(path)
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise DatasetCorruptError(f"{path} is not a prepared dataset: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetCorruptError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise DatasetCorruptError(
-            f"{path}: schema version {manifest.get('schema_version')} != {SCHEMA_VERSION}; prepare it again"
-        )
-    for name, meta in manifest["files"].items():
-        file = path / name
-        if not file.is_file():
-            raise DatasetCorruptError(f"{path}: {name} listed in the manifest is missing")
-        if sha256_file(file) != meta["sha256"]:
-            raise DatasetCorruptError(f"{path}: {name} does not match its sha256 in the manifest")
-    return manifest
+    """Return the manifest if every listed file exists with its recorded size and sha256, else raise."""
+    return verify_manifest(path, what="prepared dataset", schema_version=SCHEMA_VERSION, error=DatasetCorruptError)
 
 
 def load_dataset(path: str | Path) -> Dataset:
