@@ -1,20 +1,34 @@
 """The ``shopdistill`` command line.
 
-    shopdistill run [--profile demo|beauty] [--config FILE] [--set key=value ...]
-    shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]
+    shopdistill run [--profile demo|beauty] [--config FILE] [--set key=value ...]   the nightly flow, once
+    shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]  prepare + validate data
+    shopdistill serve [--profile ...] [--cron "0 2 * * *"] [--timezone UTC]         schedule locally
+    shopdistill promote VERSION | rollback                                          move the champion alias
+    shopdistill recommend --user ID [--k 10]                                        the shopping-guide view
     shopdistill bench quality [--profile beauty] [--students sasrec,gru] [--set key=value ...]
 
-Until the nightly flow lands, ``run`` runs the data stage: prepare + validate the configured dataset
-and print counts, digest and the validation summary. Exit codes: 0 ok, 1 bad data, 2 bad config, 3 a benchmark target was missed.
+Exit codes: 0 ok, 1 bad data / failed run, 2 bad config or usage, 3 the gate (or a benchmark target)
+was missed, 4 registry error (no champion, unknown version or user).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
+
+# Quiet and offline-safe by default; a busy 2-core machine needs more than Prefect's 20 s to start
+# its temporary server. Set before prefect is imported; explicit settings in the environment win.
+for _key, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}.items():
+    os.environ.setdefault(_key, _value)
 
 import pandas as pd
 
@@ -124,11 +138,121 @@ def bench_quality(config: PipelineConfig, students: tuple[str, ...], requests: i
     return 0 if all(t["passed"] for t in result["targets"]) else 3
 
 
+def run_flow(config: PipelineConfig) -> int:
+    """Run the nightly flow once (a temporary Prefect server starts if no PREFECT_API_URL is set)."""
+    from flows.nightly import nightly_distillation
+
+    state = nightly_distillation(config, return_state=True)
+    summary = state.data if isinstance(state.data, dict) else None
+    if summary is None:
+        try:
+            summary = state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001 - a failed run may have no result to read
+            summary = None
+    if isinstance(summary, dict) and "report" in summary:
+        model = summary["model"]
+        print(Path(summary["report"]).with_suffix(".md").read_text())
+        print("\n".join(summary["gate"]["reasons"]))
+        print(
+            f"\nmodel        {model['name']} v{model['version']} ({', '.join(model['aliases'])})\n"
+            f"report       {summary['report']}\n"
+            f"data docs    {summary['data_docs']}\n"
+            f"run folder   {summary['run_dir']}\n"
+            f"mlflow       mlflow ui --backend-store-uri {_tracking_uri(config)}"
+        )
+    if state.is_completed():
+        return 0
+    print(f"error: {state.name}: {state.message}", file=sys.stderr)
+    return 3 if state.name == "GateFailed" else 1
+
+
+def _tracking_uri(config: PipelineConfig) -> str:
+    from components.registry import tracking_uri
+
+    return tracking_uri(config.registry, config.runtime.root)
+
+
+def serve(config: PipelineConfig, cron: str, timezone: str) -> int:
+    """Schedule the flow from this process with ``flow.serve`` (stopping it pauses the schedule)."""
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly_distillation
+
+    nightly_distillation.serve(
+        name="nightly-local",
+        schedule=Cron(cron, timezone=timezone),
+        parameters={"config": config.model_dump(mode="json")},
+        tags=["shopdistill", config.data.name],
+    )
+    return 0
+
+
+def registry_command(args: argparse.Namespace, config: PipelineConfig) -> int:
+    from components.registry import Registry, RegistryError
+
+    reg = Registry(config.registry, config.runtime.root)
+    try:
+        if args.command == "promote":
+            v = reg.promote(args.version)
+            print(f"champion is now {v.name} v{v.version}")
+        elif args.command == "rollback":
+            v = reg.rollback()
+            print(f"champion rolled back to {v.name} v{v.version}")
+        else:
+            return recommend(reg, args.user, args.k)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    return 0
+
+
+def recommend(reg, user: str, k: int) -> int:
+    from components.data.dataset import load_dataset
+    from components.data.schema import DataSourceError
+    from components.registry import RegistryError
+    from components.serving import UnknownUserError, recommend_for_user
+    from components.training import load_model
+
+    champ = reg.champion()
+    if champ is None:
+        raise RegistryError(f"no champion registered for {reg.name!r} yet: run `shopdistill run` first")
+    folder = reg.download_student(champ)
+    model, cfg, _ = load_model(folder / "best.pt")
+    try:
+        dataset = load_dataset(champ.tags["dataset_uri"])
+    except (KeyError, DataSourceError) as exc:
+        raise RegistryError(f"the champion's dataset is not available here: {exc}") from None
+    try:
+        guide = recommend_for_user(model, dataset, user, k=k, max_len=cfg.max_len)
+    except UnknownUserError as exc:
+        raise RegistryError(str(exc)) from None
+    pd.set_option("display.width", 160)
+    pd.set_option("display.max_colwidth", 60)
+    print(f"{champ.name} v{champ.version} (champion) for user {user}\n\nrecently viewed:")
+    print(guide.history.to_string(index=False))
+    print(f"\nrecommended for you (top {k}):")
+    print(guide.recommendations.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopdistill", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the pipeline (for now: the data stage)")
+    run = sub.add_parser("run", help="run the nightly distillation flow once")
     _add_config_args(run)
+    serve_p = sub.add_parser("serve", help="schedule the flow locally with flow.serve")
+    _add_config_args(serve_p)
+    serve_p.add_argument("--cron", default="0 2 * * *")
+    serve_p.add_argument("--timezone", default="UTC")
+    promote = sub.add_parser("promote", help="make a registered version the champion")
+    _add_config_args(promote)
+    promote.add_argument("version")
+    rollback = sub.add_parser("rollback", help="return the champion alias to the previous champion")
+    _add_config_args(rollback)
+    rec = sub.add_parser("recommend", help="recommend products for a user with the champion")
+    _add_config_args(rec)
+    rec.add_argument("--user", required=True, help="the user's id as in the source data")
+    rec.add_argument("--k", type=int, default=10)
     data = sub.add_parser("data", help="dataset commands")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="prepare and validate a dataset")
@@ -149,8 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("run", "data"):
+    if args.command == "data":
         return prepare_data(config)
+    if args.command == "run":
+        return run_flow(config)
+    if args.command == "serve":
+        return serve(config, args.cron, args.timezone)
+    if args.command in ("promote", "rollback", "recommend"):
+        return registry_command(args, config)
     if args.command == "bench":
         return bench_quality(config, tuple(args.students.split(",")), args.requests)
     return 2

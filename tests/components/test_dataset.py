@@ -67,7 +67,9 @@ def test_corruption_is_detected_and_repaired(tmp_path):
     result = prepare_dataset(TINY, tmp_path)
     target = result.handle.path / "items.parquet"
     target.write_bytes(target.read_bytes()[:-10])
-    with pytest.raises(DatasetCorruptError, match="items.parquet does not match its size/sha256 in the manifest"):
+    with pytest.raises(
+        DatasetCorruptError, match="items.parquet does not match its size/sha256 in the manifest"
+    ):
         load_dataset(result.handle.path)
     again = prepare_dataset(TINY, tmp_path)
     assert not again.reused

@@ -1,0 +1,141 @@
+"""The evaluation gate: a pure decision whether a candidate student may become the champion.
+
+``decide`` compares metric dictionaries (all scored on the same split in the same run) and returns a
+:class:`GateDecision` with every rule's outcome, so the caller only branches and publishes. Semantics
+follow MLflow's ``MetricThreshold`` / TFX Evaluator "blessing": the candidate passes only when every
+enabled rule holds; a metric a rule needs but that is missing fails that rule (never silently passes).
+
+Rules (``GateConfig``):
+    quality vs teacher   NDCG@10(candidate) >= min_ratio_to_teacher * NDCG@10(teacher)
+    KD pays              NDCG@10(candidate) >= NDCG@10(no-KD baseline)          (require_beats_baseline)
+    no regression        NDCG@10(candidate) >= NDCG@10(champion) - max_regression  (skipped: no champion)
+    minimum change       NDCG@10(candidate) - NDCG@10(champion) >= min_improvement (skipped: no champion)
+    latency              p99 latency (ms) <= max_p99_latency_ms                     (skipped when unset)
+    size                 model size (MB) <= max_model_mb                            (skipped when unset)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from components.config import GateConfig
+
+METRIC = "NDCG@10"
+EPS = 1e-12  # float slack, so that e.g. exactly 90% of the teacher passes a 0.90 rule
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reasons: list[str]  # one sentence per rule, failed rules first
+    deltas: dict[str, float]  # candidate minus reference, per comparison
+    rules: list[Rule] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": self.reasons, "deltas": self.deltas,
+                "rules": [asdict(r) for r in self.rules]}  # fmt: skip
+
+    def to_markdown(self) -> str:
+        head = f"**Gate {'passed' if self.passed else 'FAILED'}**"
+        rows = ["| rule | result | detail |", "|---|---|---|"]
+        rows += [f"| {r.name} | {'pass' if r.passed else 'FAIL'} | {r.detail} |" for r in self.rules]
+        return head + "\n\n" + "\n".join(rows)
+
+
+def _metric(metrics: Mapping[str, float] | None, key: str) -> float | None:
+    if metrics is None:
+        return None
+    value = metrics.get(key)
+    return float(value) if value is not None else None
+
+
+def decide(
+    candidate: Mapping[str, float],
+    teacher: Mapping[str, float] | None,
+    baseline: Mapping[str, float] | None,
+    champion: Mapping[str, float] | None,
+    thresholds: GateConfig,
+) -> GateDecision:
+    """Apply every enabled rule; see the module docstring for the rules."""
+    rules: list[Rule] = []
+    deltas: dict[str, float] = {}
+    cand = _metric(candidate, METRIC)
+
+    def missing(name: str, who: str) -> Rule:
+        return Rule(name, False, f"{METRIC} of the {who} is missing")
+
+    # quality vs teacher
+    name = "quality vs teacher"
+    teach = _metric(teacher, METRIC)
+    if cand is None:
+        rules.append(missing(name, "candidate"))
+    elif teach is None:
+        rules.append(missing(name, "teacher"))
+    else:
+        need = thresholds.min_ratio_to_teacher * teach
+        deltas["vs_teacher"] = cand - teach
+        ratio = cand / teach if teach else float("inf")
+        rules.append(Rule(name, cand >= need - EPS, f"{cand:.4f} is {ratio:.1%} of the teacher's {teach:.4f} "
+                                              f"(needs >= {thresholds.min_ratio_to_teacher:.0%})"))  # fmt: skip
+
+    if thresholds.require_beats_baseline:
+        name = "beats the no-KD baseline"
+        base = _metric(baseline, METRIC)
+        if cand is None or base is None:
+            rules.append(missing(name, "candidate" if cand is None else "no-KD baseline"))
+        else:
+            deltas["vs_baseline"] = cand - base
+            rules.append(
+                Rule(name, cand >= base - EPS, f"{cand:.4f} vs baseline {base:.4f} ({cand - base:+.4f})")
+            )
+
+    champ = _metric(champion, METRIC)
+    if champion is None:
+        rules.append(Rule("no regression vs champion", True, "no champion yet: first model"))
+    elif cand is None or champ is None:
+        rules.append(missing("no regression vs champion", "candidate" if cand is None else "champion"))
+    else:
+        delta = cand - champ
+        deltas["vs_champion"] = delta
+        rules.append(Rule("no regression vs champion", delta >= -thresholds.max_regression - EPS,
+                          f"{cand:.4f} vs champion {champ:.4f} ({delta:+.4f}; tolerance "
+                          f"{thresholds.max_regression:.4f})"))  # fmt: skip
+        if thresholds.min_improvement > 0:
+            rules.append(Rule("minimum improvement", delta >= thresholds.min_improvement - EPS,
+                              f"{delta:+.4f} vs champion (needs >= +{thresholds.min_improvement:.4f})"))  # fmt: skip
+
+    if thresholds.max_p99_latency_ms is not None:
+        p99 = _metric(candidate, "latency_p99_ms")
+        if p99 is None:
+            rules.append(Rule("latency", False, "latency_p99_ms of the candidate is missing"))
+        else:
+            rules.append(Rule("latency", p99 <= thresholds.max_p99_latency_ms,
+                              f"p99 {p99:.2f} ms (bound {thresholds.max_p99_latency_ms:g} ms)"))  # fmt: skip
+
+    if thresholds.max_model_mb is not None:
+        size = _metric(candidate, "size_bytes")
+        if size is None:
+            rules.append(Rule("size", False, "size_bytes of the candidate is missing"))
+        else:
+            mb = size / 1e6
+            rules.append(
+                Rule(
+                    "size",
+                    mb <= thresholds.max_model_mb,
+                    f"{mb:.2f} MB (bound {thresholds.max_model_mb:g} MB)",
+                )
+            )
+
+    rules.sort(key=lambda r: r.passed)  # failed rules first
+    passed = all(r.passed for r in rules)
+    reasons = [f"{'ok' if r.passed else 'FAILED'}: {r.name}: {r.detail}" for r in rules]
+    return GateDecision(passed=passed, reasons=reasons, deltas=deltas, rules=rules)

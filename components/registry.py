@@ -1,0 +1,211 @@
+"""The MLflow registry: runs, model versions and the ``challenger`` / ``champion`` aliases.
+
+This is the only module that imports mlflow. The tracking URI comes from ``registry.tracking_uri``,
+else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<data dir>/mlflow.db`` with artifacts under
+``<data dir>/mlruns`` (never the current directory by accident).
+
+Every evaluated candidate becomes a model version with alias ``challenger``; ``champion`` moves only
+when the gate passes (or by an explicit ``promote``); earlier champions stay as versions. A promotion
+records the champion it replaced on the registered model (tag ``previous_champion``), which is where
+``rollback`` returns to; both are idempotent. A registration that fails half-way deletes the version it
+created, so no half-registered version is left behind.
+
+Serving loads a champion from its ``student/best.pt`` (a state dict + config, read with
+``torch.load(weights_only=True)``), not from a pickled model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from components.config import RegistryConfig
+
+EXPERIMENT = "shopdistill"
+CHAMPION, CHALLENGER = "champion", "challenger"
+STUDENT_DIR = "student"
+PIP_REQUIREMENTS = ["torch>=2.4", "numpy>=1.26", "pandas>=2.2", "pyarrow>=16"]
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done as asked (no champion, unknown version, ...)."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str
+    source: str
+    tags: dict[str, str]
+    aliases: list[str]
+
+
+def tracking_uri(cfg: RegistryConfig, data_dir: Path) -> str:
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` (MLflow params are flat strings)."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def metric_name(name: str) -> str:
+    """MLflow metric names allow ``[A-Za-z0-9_\\-. /]``: ``NDCG@10`` -> ``NDCG_at_10``."""
+    return name.replace("@", "_at_")
+
+
+class Registry:
+    def __init__(self, cfg: RegistryConfig, data_dir: str | Path):
+        self.cfg = cfg
+        self.data_dir = Path(data_dir)
+        self.uri = tracking_uri(cfg, self.data_dir)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        self.name = cfg.model_name
+
+    # ----------------------------------------------------------------------------------- runs
+    def _experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(EXPERIMENT)
+        if exp is not None:
+            return exp.experiment_id
+        artifacts = (self.data_dir / "mlruns").resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+
+    def log_run(
+        self,
+        *,
+        run_name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        artifacts: Mapping[str, str | Path],
+        student_files: Mapping[str, str | Path],
+    ) -> str:
+        """One MLflow run: flattened params, metrics, tags, files; the student under ``student/``."""
+        with mlflow.start_run(experiment_id=self._experiment_id(), run_name=run_name) as run:
+            params = flatten(params)
+            keys = list(params)
+            for i in range(0, len(keys), 100):
+                mlflow.log_params({k: params[k] for k in keys[i : i + 100]})
+            mlflow.log_metrics({metric_name(k): float(v) for k, v in metrics.items()})
+            mlflow.set_tags(dict(tags))
+            for path in artifacts.values():
+                mlflow.log_artifact(str(path))
+            for path in student_files.values():
+                mlflow.log_artifact(str(path), artifact_path=STUDENT_DIR)
+            return run.info.run_id
+
+    def log_student_model(self, run_id: str, module: Any, input_example: Any) -> None:
+        """Log the student as an MLflow PyTorch model (exported graph) with signature + example."""
+        import mlflow.pytorch
+
+        with mlflow.start_run(run_id=run_id):
+            mlflow.pytorch.log_model(
+                module, name="student_model", input_example=input_example, pip_requirements=PIP_REQUIREMENTS
+            )
+
+    def ui_link(self, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
+        """Where the run shows in ``mlflow ui --backend-store-uri <uri>`` (default host and port)."""
+        run = self.client.get_run(run_id)
+        return f"{host}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+    # ------------------------------------------------------------------------------- versions
+    def register(self, run_id: str, tags: Mapping[str, str], make_champion: bool) -> VersionInfo:
+        """A new version from the run's ``student/`` folder: alias challenger, and champion if asked.
+
+        If any step after creating the version fails, the version is deleted again.
+        """
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(self.name, description="shopdistill students")
+        mv = self.client.create_model_version(
+            self.name, source=f"runs:/{run_id}/{STUDENT_DIR}", run_id=run_id, tags=dict(tags)
+        )
+        try:
+            self.client.set_registered_model_alias(self.name, CHALLENGER, mv.version)
+            if make_champion:
+                self.promote(mv.version)
+        except Exception:
+            self.client.delete_model_version(self.name, mv.version)
+            raise
+        return self.version(mv.version)
+
+    def version(self, version: str | int) -> VersionInfo:
+        try:
+            mv = self.client.get_model_version(self.name, str(version))
+        except MlflowException:
+            raise RegistryError(f"model {self.name!r} has no version {version}") from None
+        return VersionInfo(self.name, mv.version, mv.run_id, mv.source, dict(mv.tags), list(mv.aliases))
+
+    def alias(self, alias: str) -> VersionInfo | None:
+        try:
+            mv = self.client.get_model_version_by_alias(self.name, alias)
+        except MlflowException:
+            return None
+        return self.version(mv.version)
+
+    def champion(self) -> VersionInfo | None:
+        return self.alias(CHAMPION)
+
+    def versions(self) -> list[VersionInfo]:
+        try:
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        except MlflowException:
+            return []
+        return sorted((self.version(v.version) for v in found), key=lambda v: int(v.version))
+
+    def promote(self, version: str | int) -> VersionInfo:
+        """Make ``version`` the champion; remember the one it replaces. Promoting the champion is a no-op."""
+        target = self.version(version)
+        current = self.champion()
+        if current is not None and current.version == target.version:
+            return target
+        if current is not None:
+            self.client.set_registered_model_tag(self.name, "previous_champion", current.version)
+        self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
+        return self.version(target.version)
+
+    def rollback(self) -> VersionInfo:
+        """Move the champion back to the one the last promotion replaced (again: no further change)."""
+        try:
+            model = self.client.get_registered_model(self.name)
+        except MlflowException:
+            raise RegistryError(f"nothing to roll back: model {self.name!r} is not registered yet") from None
+        previous = model.tags.get("previous_champion")
+        if not previous:
+            raise RegistryError(f"nothing to roll back to: {self.name!r} has had only one champion")
+        self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+        return self.version(previous)
+
+    def download_student(self, version: VersionInfo, dst: str | Path | None = None) -> Path:
+        """The version's ``student/`` folder on local disk (best.pt, item metadata)."""
+        dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="shopdistill-"))
+        path = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dst))
+        return Path(path)

@@ -1,0 +1,44 @@
+"""Plots for the run report: learning curves and a teacher-vs-students bar chart (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def learning_curves(histories: Mapping[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """Validation NDCG@10 per epoch for each trained model."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, hist in histories.items():
+        if hist:
+            ax.plot([h["epoch"] for h in hist], [h["valid"]["NDCG@10"] for h in hist], marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@10")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def comparison_bars(rows: Mapping[str, Mapping[str, Any]], path: str | Path, metric: str = "NDCG@10") -> Path:
+    """One bar per model, labelled with its parameter count."""
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bars = ax.bar(names, [rows[n][metric] for n in names], color=["#555"] + ["#2a7"] * (len(names) - 1))
+    for bar, name in zip(bars, names, strict=True):
+        ax.annotate(f"{rows[name]['params'] / 1e3:,.0f}k params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+    ax.set_ylabel(f"test {metric}")
+    ax.tick_params(axis="x", labelrotation=15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

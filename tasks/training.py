@@ -1,0 +1,94 @@
+"""Model stages: train the teacher, cache its soft labels, distil a student (or the no-KD baseline).
+
+Cached by content (input digests + config + code version). The components also reuse their own valid
+output (checkpoints resume, a verified cache is reused), so a rerun stays cheap even if Prefect's result
+storage is wiped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from components.artifacts import Handle, sha256_json
+from components.config import DistillConfig, RuntimeConfig, StudentConfig, TeacherConfig
+from components.data.dataset import load_dataset
+from components.distill.trainer import distill_student as train_student
+from components.models import build_model
+from components.sequences import SequenceData
+from components.soft_labels import build_soft_labels
+from components.training import fit, load_model
+from tasks.policy import RETRY_DELAYS, content_cache_key, retry_transient
+
+EXPENSIVE = dict(
+    cache_key_fn=content_cache_key,
+    persist_result=True,
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+
+
+def _history_table(history: list[dict]) -> str:
+    rows = ["| epoch | loss | valid NDCG@10 | valid HR@10 | s |", "|---|---|---|---|---|"]
+    rows += [f"| {h['epoch']} | {h['loss']:.4f} | {h['valid']['NDCG@10']:.4f} | {h['valid']['HR@10']:.4f} | "
+             f"{h['seconds']:.1f} |" for h in history]  # fmt: skip
+    return "\n".join(rows)
+
+
+@task(**EXPENSIVE)
+def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig) -> Handle:
+    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    key = sha256_json({"data": dataset.sha256, "teacher": teacher.model_dump(), "seed": runtime.seed})
+    out = runtime.root / "teachers" / f"{Path(dataset.uri).name}-{key[:12]}"
+    model = build_model(teacher.model, data.n_items)
+    result = fit(model, data, teacher.model, teacher.train, out, seed=runtime.seed, threads=runtime.threads,
+                 fingerprint=key, name="teacher")  # fmt: skip
+    create_markdown_artifact(
+        key="teacher-metrics",
+        markdown=f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers: best "
+        f"validation NDCG@10 {result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} "
+        f"({result.stopped}, {result.seconds:.0f} s)\n\n" + _history_table(result.history),
+        description="Teacher training",
+    )
+    return Handle(str(result.checkpoint), result.checkpoint_sha256, "teacher",
+                  {"history": result.history, "max_len": teacher.model.max_len})  # fmt: skip
+
+
+@task(**EXPENSIVE)
+def cache_soft_labels(
+    dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig
+) -> Handle:
+    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    model, cfg, _ = load_model(teacher.uri)
+    handle, manifest, reused = build_soft_labels(
+        model, data, runtime.root, teacher_digest=teacher.sha256, dataset_digest=dataset.sha256,
+        max_len=cfg.max_len, top_k=distill.top_k, logits_dtype=distill.logits_dtype,
+        cache_hidden=distill.cache_hidden,
+    )  # fmt: skip
+    return Handle(handle.uri, handle.sha256, handle.kind, {"rows": manifest["rows"], "reused": reused})
+
+
+@task(**EXPENSIVE)
+def distill_student(
+    dataset: Handle,
+    soft_labels: Handle | None,
+    student: StudentConfig,
+    distill: DistillConfig,
+    runtime: RuntimeConfig,
+    name: str,
+) -> Handle:
+    """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline)."""
+    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    key = sha256_json({"data": dataset.sha256, "cache": soft_labels.sha256 if soft_labels else None,
+                       "student": student.model_dump(), "distill": distill.model_dump() if soft_labels else None,
+                       "seed": runtime.seed})  # fmt: skip
+    out = runtime.root / "students" / key[:12] / name
+    _, result = train_student(
+        data, student.model, student.train, distill, out, cache_path=soft_labels.uri if soft_labels else None,
+        seed=runtime.seed, threads=runtime.threads, name=name,
+    )  # fmt: skip
+    return Handle(str(result.checkpoint), result.checkpoint_sha256, "student",
+                  {"name": name, "history": result.history, "max_len": student.model.max_len})  # fmt: skip
