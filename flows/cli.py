@@ -30,9 +30,9 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-import pandas as pd
+import pandas as pd  # noqa: E402
 
-from components.config import ConfigError, PipelineConfig, available_profiles, load_config
+from components.config import ConfigError, PipelineConfig, available_profiles, load_config  # noqa: E402
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
