@@ -12,8 +12,10 @@ PROFILE ?= demo
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export MLFLOW_DISABLE_TELEMETRY := true
+# A busy 2-core machine needs more than Prefect's default 20 s to start its temporary server.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: run test lint bench-quality clean-runs
+.PHONY: run test lint bench-quality serve clean-runs
 
 run: $(STAMP)
 	$(BIN)/shopdistill run --profile $(PROFILE)
@@ -22,6 +24,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Schedule the flow from this process (nightly at 02:00 UTC); Ctrl-C stops (and pauses) it.
+serve: $(STAMP)
+	$(BIN)/shopdistill serve --profile $(PROFILE)
 
 # Teacher vs. student with/without KD on ../shared/data/amazon-beauty (about 30-45 min on 2 cores).
 bench-quality: $(STAMP)

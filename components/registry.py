@@ -16,10 +16,11 @@ Serving loads a champion from its ``student/best.pt`` (a state dict + config, re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,27 @@ class Registry:
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         self.uri = tracking_uri(cfg, self.data_dir)
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.name = cfg.model_name
+
+    @contextlib.contextmanager
+    def _fluent(self) -> Iterator[None]:
+        """Point MLflow's fluent API at this store for a block, then restore what was there.
+
+        ``mlflow.set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI``; left in place it would leak
+        into every later Registry in the process.
+        """
+        saved_tracking = os.environ.get("MLFLOW_TRACKING_URI")
+        saved_registry = os.environ.get("MLFLOW_REGISTRY_URI")
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved_tracking)
+            mlflow.set_registry_uri(saved_registry)
+            if saved_registry is None:
+                os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
     # ----------------------------------------------------------------------------------- runs
     def _experiment_id(self) -> str:
@@ -108,7 +127,7 @@ class Registry:
         student_files: Mapping[str, str | Path],
     ) -> str:
         """One MLflow run: flattened params, metrics, tags, files; the student under ``student/``."""
-        with mlflow.start_run(experiment_id=self._experiment_id(), run_name=run_name) as run:
+        with self._fluent(), mlflow.start_run(experiment_id=self._experiment_id(), run_name=run_name) as run:
             params = flatten(params)
             keys = list(params)
             for i in range(0, len(keys), 100):
@@ -125,7 +144,7 @@ class Registry:
         """Log the student as an MLflow PyTorch model (exported graph) with signature + example."""
         import mlflow.pytorch
 
-        with mlflow.start_run(run_id=run_id):
+        with self._fluent(), mlflow.start_run(run_id=run_id):
             mlflow.pytorch.log_model(
                 module, name="student_model", input_example=input_example, pip_requirements=PIP_REQUIREMENTS
             )
@@ -162,7 +181,7 @@ class Registry:
             mv = self.client.get_model_version(self.name, str(version))
         except MlflowException:
             raise RegistryError(f"model {self.name!r} has no version {version}") from None
-        return VersionInfo(self.name, mv.version, mv.run_id, mv.source, dict(mv.tags), list(mv.aliases))
+        return VersionInfo(self.name, str(mv.version), mv.run_id, mv.source, dict(mv.tags), list(mv.aliases))
 
     def alias(self, alias: str) -> VersionInfo | None:
         try:
@@ -207,5 +226,7 @@ class Registry:
     def download_student(self, version: VersionInfo, dst: str | Path | None = None) -> Path:
         """The version's ``student/`` folder on local disk (best.pt, item metadata)."""
         dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="shopdistill-"))
-        path = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dst))
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=version.source, dst_path=str(dst), tracking_uri=self.uri
+        )
         return Path(path)

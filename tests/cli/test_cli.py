@@ -18,9 +18,9 @@ def test_data_prepare_prints_counts_digest_and_docs(out_root: Path, capsys):
     assert len(list((out_root / "datasets").iterdir())) == 1
 
 
-def test_run_defaults_to_demo_and_reuses_the_dataset(out_root: Path, capsys):
-    assert main(["run", *TINY]) == 0
-    assert main(["run", *TINY]) == 0
+def test_prepare_defaults_to_demo_and_reuses_the_dataset(out_root: Path, capsys):
+    assert main(["data", "prepare", *TINY]) == 0
+    assert main(["data", "prepare", *TINY]) == 0
     assert "(reused: same content digest)" in capsys.readouterr().out
 
 
@@ -41,7 +41,7 @@ def test_bad_data_exits_1_and_writes_nothing(out_root: Path, tmp_path: Path, cap
 
 
 def test_validation_failure_exits_1_and_keeps_the_report(out_root: Path, capsys):
-    code = main(["run", *TINY, "--set", "data.validation.min_users=1000"])
+    code = main(["data", "prepare", *TINY, "--set", "data.validation.min_users=1000"])
     assert code == 1
     err = capsys.readouterr().err
     assert "prepared: at least 1,000 users remain after preprocessing: observed 300" in err
@@ -75,3 +75,18 @@ def test_bench_quality_prints_the_report(out_root: Path, capsys):
     assert "| student-sasrec-kd |" in out and "report: " in out
     report = Path(out.strip().splitlines()[-1].split()[1])
     assert report.is_file() and report.is_relative_to(out_root / "runs")
+
+
+def test_registry_commands_without_a_champion_explain_themselves(out_root: Path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["recommend", "--user", "u1"]) == 4
+    assert (
+        "no champion registered for 'shopdistill-student' yet: run `shopdistill run` first"
+        in capsys.readouterr().err
+    )
+    assert main(["rollback"]) == 4
+    assert (
+        "nothing to roll back: model 'shopdistill-student' is not registered yet" in capsys.readouterr().err
+    )
+    assert main(["promote", "3"]) == 4
+    assert "has no version 3" in capsys.readouterr().err

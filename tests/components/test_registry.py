@@ -1,0 +1,80 @@
+import mlflow
+import pytest
+
+from components.config import RegistryConfig
+from components.registry import CHALLENGER, CHAMPION, Registry, RegistryError, flatten, tracking_uri
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(RegistryConfig(model_name="test-model"), tmp_path)
+
+
+def new_version(registry, tmp_path, champion: bool, tag: str = "x"):
+    f = tmp_path / "best.pt"
+    f.write_bytes(b"weights")
+    run_id = registry.log_run(run_name="r", params={"a": {"b": 1}}, metrics={"NDCG@10": 0.5}, tags={"t": tag},
+                              artifacts={}, student_files={"best.pt": f})  # fmt: skip
+    return registry.register(run_id, {"dataset_digest": tag}, make_champion=champion)
+
+
+def test_tracking_uri_defaults_under_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(RegistryConfig(), tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere.db")
+    assert tracking_uri(RegistryConfig(), tmp_path) == "sqlite:////elsewhere.db"
+    assert tracking_uri(RegistryConfig(tracking_uri="sqlite:////cfg.db"), tmp_path) == "sqlite:////cfg.db"
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2]}) == {"a.b": "1", "a.c.d": "x", "e": "[1, 2]"}
+
+
+def test_run_params_metrics_tags_and_artifacts_live_under_the_data_dir(registry, tmp_path):
+    v = new_version(registry, tmp_path, champion=True)
+    run = registry.client.get_run(v.run_id)
+    assert run.data.params["a.b"] == "1"
+    assert run.data.metrics["NDCG_at_10"] == 0.5
+    assert run.data.tags["t"] == "x"
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())
+    folder = registry.download_student(v, tmp_path / "dl")
+    assert (folder / "best.pt").read_bytes() == b"weights"
+    assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_challenger_champion_promote_and_rollback_are_idempotent(registry, tmp_path):
+    v1 = new_version(registry, tmp_path, champion=True)
+    assert set(v1.aliases) == {CHALLENGER, CHAMPION}
+    v2 = new_version(registry, tmp_path, champion=False)
+    assert v2.aliases == [CHALLENGER]
+    assert registry.champion().version == v1.version  # the gate did not pass: champion unchanged
+    registry.promote(v2.version)
+    registry.promote(v2.version)  # idempotent
+    assert registry.champion().version == v2.version
+    assert registry.rollback().version == v1.version
+    assert registry.rollback().version == v1.version  # idempotent
+    assert [v.version for v in registry.versions()] == [v1.version, v2.version]  # nothing deleted
+    with pytest.raises(RegistryError, match="has no version 99"):
+        registry.promote(99)
+
+
+def test_rollback_without_history_is_a_clear_error(registry, tmp_path):
+    with pytest.raises(RegistryError, match="not registered yet"):
+        registry.rollback()
+    new_version(registry, tmp_path, champion=True)
+    with pytest.raises(RegistryError, match="has had only one champion"):
+        registry.rollback()
+
+
+def test_failed_registration_leaves_no_version(registry, tmp_path, monkeypatch):
+    new_version(registry, tmp_path, champion=True)
+
+    def broken(*args, **kwargs):
+        raise mlflow.exceptions.MlflowException("database is locked")
+
+    monkeypatch.setattr(registry.client, "set_registered_model_alias", broken)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        new_version(registry, tmp_path, champion=True)
+    monkeypatch.undo()
+    assert [v.version for v in registry.versions()] == ["1"]
+    assert registry.champion().version == "1"

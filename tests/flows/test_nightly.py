@@ -1,0 +1,152 @@
+"""End-to-end runs of the nightly flow on tiny synthetic data, under one temporary Prefect API."""
+
+from pathlib import Path
+
+import pytest
+from prefect import flow
+
+import tasks.data as data_tasks
+import tasks.training as training_tasks
+from components.config import load_config
+from components.data.schema import DataSourceError
+from components.registry import CHALLENGER, CHAMPION, Registry
+from flows.cli import main as cli
+from flows.nightly import nightly_distillation
+
+TINY = [
+    "data.source.n_users=300",
+    "data.source.n_items=80",
+    "teacher.model.d_model=16",
+    "teacher.model.n_layers=1",
+    "teacher.train.epochs=2",
+    "student.model.d_model=8",
+    "student.train.epochs=2",
+    "distill.top_k=10",
+    # two epochs on tiny data make KD vs no-KD a coin flip: these tests are about the mechanics
+    "gate.require_beats_baseline=false",
+    "gate.min_ratio_to_teacher=0.5",
+]
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def tiny_config(root: Path, *extra: str):
+    return load_config(profile="demo", overrides=[*TINY, f"runtime.output_dir={root}", *extra])
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count the expensive component calls made inside the tasks."""
+    calls = {"fit": 0, "soft_labels": 0, "student": 0}
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(training_tasks, "fit", counting("fit", training_tasks.fit))
+    monkeypatch.setattr(
+        training_tasks, "build_soft_labels", counting("soft_labels", training_tasks.build_soft_labels)
+    )
+    monkeypatch.setattr(training_tasks, "train_student", counting("student", training_tasks.train_student))
+    return calls
+
+
+def run(config):
+    return nightly_distillation(config, latency_requests=20, return_state=True)
+
+
+def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_stages(tmp_path, counted):
+    config = tiny_config(tmp_path)
+    state = run(config)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert counted == {"fit": 1, "soft_labels": 1, "student": 2}
+    run_dir = Path(summary["run_dir"])
+    for name in ("report.json", "report.md", "gate.json", "learning_curves.png", "comparison.png"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "data_docs" / "stored" / "index.html").is_file()
+    registry = Registry(config.registry, tmp_path)
+    champion = registry.champion()
+    assert champion.version == "1" and set(champion.aliases) == {CHALLENGER, CHAMPION}
+    for tag in ("dataset_digest", "teacher_digest", "soft_labels_digest", "config_hash", "code_version",
+                "prefect_flow_run_id"):  # fmt: skip
+        assert champion.tags[tag], tag
+    folder = registry.download_student(champion, tmp_path / "dl")
+    assert {"best.pt", "items.parquet", "item_map.parquet"} <= {p.name for p in folder.iterdir()}
+
+    # the shopping-guide view from the champion
+    assert (
+        cli(["recommend", "--user", "u0000003", "--k", "3", "--set", f"runtime.output_dir={tmp_path}"]) == 0
+    )
+    with pytest.raises(SystemExit):
+        cli(["recommend"])  # --user is required
+    assert cli(["recommend", "--user", "nobody", "--set", f"runtime.output_dir={tmp_path}"]) == 4
+
+    state = run(config)
+    assert state.is_completed(), state.message
+    assert counted == {"fit": 1, "soft_labels": 1, "student": 2}  # teacher, cache, students: cache hits
+    assert registry.champion().version == "2"  # equal to the champion: allowed by default (no regression)
+    assert state.result()["report"] != summary["report"]
+
+
+def test_data_that_fails_validation_stops_before_training_and_registers_nothing(tmp_path, counted):
+    config = tiny_config(tmp_path, "data.validation.min_users=100000")
+    state = run(config)
+    assert state.is_failed()
+    assert "at least 100,000 users remain after preprocessing" in state.message
+    assert counted == {"fit": 0, "soft_labels": 0, "student": 0}
+    assert Registry(config.registry, tmp_path).versions() == []
+
+
+def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path):
+    config = tiny_config(tmp_path)
+    assert run(config).is_completed()
+    registry = Registry(config.registry, tmp_path)
+    strict = tiny_config(tmp_path, "gate.min_ratio_to_teacher=10")
+    state = run(strict)
+    assert state.is_failed() and state.name == "GateFailed"
+    assert "quality vs teacher" in state.message
+    assert registry.champion().version == "1"
+    assert registry.alias(CHALLENGER).version == "2"
+    assert registry.version(2).aliases == [CHALLENGER]
+    # a person can still promote the challenger, and roll back; both idempotent
+    where = ["--set", f"runtime.output_dir={tmp_path}"]
+    assert cli(["promote", "2", *where]) == 0 and cli(["promote", "2", *where]) == 0
+    assert registry.champion().version == "2"
+    assert cli(["rollback", *where]) == 0 and cli(["rollback", *where]) == 0
+    assert registry.champion().version == "1"
+
+
+def test_a_transient_error_is_retried_and_a_deterministic_one_is_not(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path)
+    real = data_tasks.prepare_dataset
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("I/O error: the disk hiccuped")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_tasks, "prepare_dataset", flaky)
+
+    @flow
+    def only_ingest():
+        return data_tasks.ingest(config.data, str(tmp_path), str(tmp_path / "run"))
+
+    handle = only_ingest()
+    assert len(calls) == 2 and Path(handle.uri).is_dir()
+
+    calls.clear()
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise DataSourceError("event log file not found: /nowhere.csv")
+
+    monkeypatch.setattr(data_tasks, "prepare_dataset", broken)
+    with pytest.raises(DataSourceError, match="event log file not found"):
+        only_ingest()
+    assert len(calls) == 1
