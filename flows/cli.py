@@ -142,7 +142,7 @@ def run_flow(config: PipelineConfig) -> int:
     """Run the nightly flow once (a temporary Prefect server starts if no PREFECT_API_URL is set)."""
     from flows.nightly import nightly_distillation
 
-    state = nightly_distillation(config, return_state=True)
+    state = nightly_distillation(config=config, return_state=True)
     summary = state.data if isinstance(state.data, dict) else None
     if summary is None:
         try:
@@ -181,7 +181,7 @@ def serve(config: PipelineConfig, cron: str, timezone: str) -> int:
     nightly_distillation.serve(
         name="nightly-local",
         schedule=Cron(cron, timezone=timezone),
-        parameters={"config": config.model_dump(mode="json")},
+        parameters={"config": config.model_dump(mode="json")},  # the profile and --set, fixed at serve time
         tags=["shopdistill", config.data.name],
     )
     return 0

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.logging.loggers import flow_run_logger
 from prefect.states import Failed
 
-from components.config import PipelineConfig, load_config
+from components.config import PipelineConfig, RunParameters
 from tasks.data import ingest, validate
 from tasks.evaluation import decide_gate, evaluate
 from tasks.registration import register
@@ -46,8 +46,14 @@ def new_run_dir(config: PipelineConfig) -> str:
     on_crashed=[_summarise_failure],
     log_prints=True,
 )
-def nightly_distillation(config: PipelineConfig = load_config(profile="demo"), latency_requests: int = 1000):
+def nightly_distillation(
+    params: RunParameters = RunParameters(),
+    config: PipelineConfig | None = None,
+    latency_requests: int = 1000,
+):
+    """``params`` (profile + common knobs, a form in the UI) unless a full ``config`` is given."""
     log = get_run_logger()
+    config = config or params.to_config()
     run_dir = new_run_dir(config)
     root, runtime = str(config.runtime.root), config.runtime
 

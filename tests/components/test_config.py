@@ -120,3 +120,17 @@ def test_config_hash_is_stable_and_sensitive():
 def test_output_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SHOPDISTILL_DATA_DIR", str(tmp_path))
     assert PipelineConfig().runtime.root == tmp_path
+
+
+def test_run_parameters_apply_on_top_of_the_profile():
+    from components.config import RunParameters
+
+    cfg = RunParameters(
+        profile="demo", student_d_model=32, temperature=4.0, overrides=["gate.max_model_mb=2"]
+    ).to_config()
+    demo = load_config(profile="demo")
+    assert cfg.student.model.d_model == 32 and cfg.distill.temperature == 4.0 and cfg.gate.max_model_mb == 2
+    assert cfg.teacher == demo.teacher and cfg.data == demo.data
+    assert RunParameters().to_config() == demo
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        RunParameters(profile="nope").to_config()

@@ -55,7 +55,7 @@ def counted(monkeypatch):
 
 
 def run(config):
-    return nightly_distillation(config, latency_requests=20, return_state=True)
+    return nightly_distillation(config=config, latency_requests=20, return_state=True)
 
 
 def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_stages(tmp_path, counted):
