@@ -113,27 +113,17 @@ def decide(
             rules.append(Rule("minimum improvement", delta >= thresholds.min_improvement - EPS,
                               f"{delta:+.4f} vs champion (needs >= +{thresholds.min_improvement:.4f})"))  # fmt: skip
 
-    if thresholds.max_p99_latency_ms is not None:
-        p99 = _metric(candidate, "latency_p99_ms")
-        if p99 is None:
-            rules.append(Rule("latency", False, "latency_p99_ms of the candidate is missing"))
+    for name, key, bound, scale, unit in (
+        ("latency", "latency_p99_ms", thresholds.max_p99_latency_ms, 1.0, "ms (p99)"),
+        ("size", "size_bytes", thresholds.max_model_mb, 1e-6, "MB"),
+    ):
+        if bound is None:
+            continue
+        value = _metric(candidate, key)
+        if value is None:
+            rules.append(Rule(name, False, f"{key} of the candidate is missing"))
         else:
-            rules.append(Rule("latency", p99 <= thresholds.max_p99_latency_ms,
-                              f"p99 {p99:.2f} ms (bound {thresholds.max_p99_latency_ms:g} ms)"))  # fmt: skip
-
-    if thresholds.max_model_mb is not None:
-        size = _metric(candidate, "size_bytes")
-        if size is None:
-            rules.append(Rule("size", False, "size_bytes of the candidate is missing"))
-        else:
-            mb = size / 1e6
-            rules.append(
-                Rule(
-                    "size",
-                    mb <= thresholds.max_model_mb,
-                    f"{mb:.2f} MB (bound {thresholds.max_model_mb:g} MB)",
-                )
-            )
+            rules.append(Rule(name, value * scale <= bound, f"{value * scale:.2f} {unit} (bound {bound:g})"))
 
     rules.sort(key=lambda r: r.passed)  # failed rules first
     passed = all(r.passed for r in rules)

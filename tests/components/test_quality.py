@@ -2,17 +2,9 @@ import json
 
 from components.config import load_config
 from components.quality import run_quality_benchmark
+from tests.tiny import TINY_PIPELINE
 
-TINY = [
-    "data.source.n_users=300",
-    "data.source.n_items=80",
-    "teacher.model.d_model=16",
-    "teacher.model.n_layers=1",
-    "teacher.train.epochs=2",
-    "student.model.d_model=8",
-    "student.train.epochs=2",
-    "distill.top_k=10",
-]
+TINY = TINY_PIPELINE
 
 
 def test_quality_benchmark_end_to_end_and_reuse(out_root, tmp_path):

@@ -12,16 +12,10 @@ from components.data.schema import DataSourceError
 from components.registry import CHALLENGER, CHAMPION, Registry
 from flows.cli import main as cli
 from flows.nightly import nightly_distillation
+from tests.tiny import TINY_PIPELINE
 
 TINY = [
-    "data.source.n_users=300",
-    "data.source.n_items=80",
-    "teacher.model.d_model=16",
-    "teacher.model.n_layers=1",
-    "teacher.train.epochs=2",
-    "student.model.d_model=8",
-    "student.train.epochs=2",
-    "distill.top_k=10",
+    *TINY_PIPELINE,
     # two epochs on tiny data make KD vs no-KD a coin flip: these tests are about the mechanics
     "gate.require_beats_baseline=false",
     "gate.min_ratio_to_teacher=0.5",
