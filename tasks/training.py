@@ -68,6 +68,13 @@ def cache_soft_labels(
         max_len=cfg.max_len, top_k=distill.top_k, logits_dtype=distill.logits_dtype,
         cache_hidden=distill.cache_hidden,
     )  # fmt: skip
+    create_markdown_artifact(
+        key="soft-labels",
+        markdown=f"Teacher top-{manifest['top_k']} ({manifest['logits_dtype']} logits"
+        f"{', hidden states' if manifest['hidden_dim'] else ''}) for {manifest['rows']:,} training positions "
+        f"of {manifest['users']:,} users: `{handle.uri}`{' (reused)' if reused else ''}",
+        description="Teacher soft-label cache",
+    )
     return Handle(handle.uri, handle.sha256, handle.kind, {"rows": manifest["rows"], "reused": reused})
 
 
@@ -90,5 +97,13 @@ def distill_student(
         data, student.model, student.train, distill, out, cache_path=soft_labels.uri if soft_labels else None,
         seed=runtime.seed, threads=runtime.threads, name=name,
     )  # fmt: skip
+    create_markdown_artifact(
+        key=f"{name}-training",
+        markdown=f"{name} (`{student.model.arch}` d={student.model.d_model}"
+        f"{', distilled' if soft_labels else ', hard labels only'}): best validation NDCG@10 "
+        f"{result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} ({result.stopped})\n\n"
+        + _history_table(result.history),
+        description=f"{name} training",
+    )
     return Handle(str(result.checkpoint), result.checkpoint_sha256, "student",
                   {"name": name, "history": result.history, "max_len": student.model.max_len})  # fmt: skip
