@@ -264,6 +264,9 @@ class DistillConfig(StrictModel):
 class GateConfig(StrictModel):
     min_ratio_to_teacher: float = Field(0.90, ge=0)
     require_beats_baseline: bool = True
+    baseline_tolerance: float = Field(
+        0.0, ge=0, description="allowed NDCG@10 shortfall vs the no-KD baseline"
+    )
     max_regression: float = Field(0.0, ge=0, description="allowed NDCG@10 drop vs the champion")
     min_improvement: float = Field(0.0, ge=0)
     max_p99_latency_ms: float | None = Field(None, gt=0)

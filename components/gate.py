@@ -7,7 +7,8 @@ enabled rule holds; a metric a rule needs but that is missing fails that rule (n
 
 Rules (``GateConfig``):
     quality vs teacher   NDCG@10(candidate) >= min_ratio_to_teacher * NDCG@10(teacher)
-    KD pays              NDCG@10(candidate) >= NDCG@10(no-KD baseline)          (require_beats_baseline)
+    KD pays              NDCG@10(candidate) >= NDCG@10(no-KD baseline) - baseline_tolerance
+                                                                      (require_beats_baseline)
     no regression        NDCG@10(candidate) >= NDCG@10(champion) - max_regression  (skipped: no champion)
     minimum change       NDCG@10(candidate) - NDCG@10(champion) >= min_improvement (skipped: no champion)
     latency              p99 latency (ms) <= max_p99_latency_ms                     (skipped when unset)
@@ -95,7 +96,11 @@ def decide(
         else:
             deltas["vs_baseline"] = cand - base
             rules.append(
-                Rule(name, cand >= base - EPS, f"{cand:.4f} vs baseline {base:.4f} ({cand - base:+.4f})")
+                Rule(
+                    name,
+                    cand >= base - thresholds.baseline_tolerance - EPS,
+                    f"{cand:.4f} vs baseline {base:.4f} ({cand - base:+.4f}; tolerance {thresholds.baseline_tolerance:.4f})",
+                )
             )
 
     champ = _metric(champion, METRIC)

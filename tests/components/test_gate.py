@@ -20,6 +20,8 @@ def cand(ndcg, **extra):
         ("exactly 90% of the teacher", cand(0.045), None, G, True, []),
         ("worse than no-KD baseline", cand(0.039), None, GateConfig(min_ratio_to_teacher=0.5), False,
          ["beats the no-KD baseline"]),
+        ("slightly below baseline within tolerance", cand(0.0398), None,
+         GateConfig(min_ratio_to_teacher=0.5, baseline_tolerance=0.0005), True, []),
         ("regression vs champion", cand(0.046), {"NDCG@10": 0.048}, G, False, ["no regression vs champion"]),
         ("regression within tolerance", cand(0.046), {"NDCG@10": 0.048}, GateConfig(max_regression=0.003), True, []),
         ("tie with champion", cand(0.046), {"NDCG@10": 0.046}, G, True, []),
