@@ -35,9 +35,6 @@ class Handle:
     def path(self) -> Path:
         return Path(self.uri)
 
-    def short(self) -> str:
-        return self.sha256[:12]
-
 
 def sha256_file(path: str | Path) -> str:
     """sha256 of a file's bytes, streamed."""
