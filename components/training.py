@@ -23,6 +23,7 @@ from torch import nn
 from components.artifacts import sha256_file
 from components.config import ModelConfig, TrainConfig
 from components.evaluation import evaluate_model
+from components.linear_ce import linear_softmax_loss
 from components.runtime import configure_torch
 from components.sequences import SequenceData, TrainBatch
 
@@ -62,8 +63,8 @@ def hard_label_loss(model: nn.Module, sampled_negatives: int | None = None) -> S
         h = out.hidden[batch.mask]  # (N, d)
         targets = batch.targets[batch.mask]  # (N,) item ids
         if sampled_negatives is None:
-            logits = model.scores(h)  # (N, I), column c = item c + 1
-            loss = F.cross_entropy(logits, targets - 1)
+            # == F.cross_entropy(model.scores(h), targets - 1), without the (N, I) score matrix
+            loss, _, _ = linear_softmax_loss(h, model.output_weight(), targets - 1)
         else:
             weight = model.item_emb.weight  # (I + 1, d)
             negatives = torch.randint(1, weight.shape[0], (sampled_negatives,))  # (S,)

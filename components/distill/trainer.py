@@ -23,6 +23,7 @@ from torch import nn
 from components.artifacts import sha256_json
 from components.config import DistillConfig, ModelConfig, TrainConfig
 from components.distill.losses import FeatureKD, LogitsKD, RankingKD, RKDLoss
+from components.linear_ce import linear_softmax_loss
 from components.models import build_model
 from components.sequences import SequenceData, TrainBatch
 from components.soft_labels import SoftLabelBlock, SoftLabelCacheError, SoftLabelReader
@@ -84,19 +85,40 @@ class DistillationObjective(nn.Module):
     def step_loss(self, student: nn.Module) -> Callable[[KDBatch], tuple[torch.Tensor, dict[str, float]]]:
         cfg = self.cfg
 
+        # Full-softmax logits KD is fused with the hard-label CE (components.linear_ce: no (N, I)
+        # score matrix); ranking KD needs the student's full log-softmax, so it takes the plain path.
+        fused = cfg.w_ranking == 0
+
         def step(b: KDBatch) -> tuple[torch.Tensor, dict[str, float]]:
             out = student(b.train.inputs)
             h = out.hidden[b.train.mask]  # (N, d_S)
-            scores = student.scores(h)  # (N, I)
-            ce = F.cross_entropy(scores, b.train.targets[b.train.mask] - 1)
-            loss = cfg.w_hard * ce
-            parts = {"ce": ce.item()}
+            targets = b.train.targets[b.train.mask] - 1  # (N,) columns
             m = b.matched
-            if cfg.w_logits > 0:
-                kd = self.logits(scores[m], b.topk_cols, b.teacher_logits)
-                loss = loss + cfg.w_logits * kd
-                parts["kd_logits"] = kd.item()
-            if cfg.w_ranking > 0:
+            if fused:
+                kd_full = cfg.w_logits > 0 and cfg.kd_mode == "full"
+                loss, ce, kd = linear_softmax_loss(
+                    h, student.output_weight(), targets, w_hard=cfg.w_hard,
+                    kd_rows=torch.nonzero(m).squeeze(1) if kd_full else None, kd_cols=b.topk_cols,
+                    kd_logits=b.teacher_logits, w_kd=cfg.w_logits, temperature=cfg.temperature,
+                )  # fmt: skip
+                parts = {"ce": ce.item()}
+                if kd_full:
+                    parts["kd_logits"] = kd.item()
+                elif cfg.w_logits > 0:  # top-K mode: the student's scores at the teacher's K items only
+                    z_k = torch.einsum("md,mkd->mk", h[m], student.output_weight()[b.topk_cols])  # (M, K)
+                    cols = torch.arange(z_k.shape[1]).expand_as(z_k)
+                    kd = self.logits(z_k, cols, b.teacher_logits)
+                    loss = loss + cfg.w_logits * kd
+                    parts["kd_logits"] = kd.item()
+            else:
+                scores = student.scores(h)  # (N, I)
+                ce = F.cross_entropy(scores, targets)
+                loss = cfg.w_hard * ce
+                parts = {"ce": ce.item()}
+                if cfg.w_logits > 0:
+                    kd = self.logits(scores[m], b.topk_cols, b.teacher_logits)
+                    loss = loss + cfg.w_logits * kd
+                    parts["kd_logits"] = kd.item()
                 rk = self.ranking(scores[m], b.topk_cols)
                 loss = loss + cfg.w_ranking * rk
                 parts["kd_ranking"] = rk.item()

@@ -33,3 +33,7 @@ class GRURec(nn.Module):
 
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return catalogue_scores(hidden, self.item_emb.weight)
+
+    def output_weight(self) -> torch.Tensor:
+        # (I, d): row c scores item c + 1 (the padding row left out)
+        return self.item_emb.weight[1:]

@@ -57,3 +57,7 @@ class SASRec(nn.Module):
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         # hidden: (..., d) -> (..., I), column c = item c + 1
         return catalogue_scores(hidden, self.item_emb.weight)
+
+    def output_weight(self) -> torch.Tensor:
+        # (I, d): row c scores item c + 1 (the padding row left out)
+        return self.item_emb.weight[1:]

@@ -1,0 +1,135 @@
+"""Full-catalogue cross-entropy (and full-softmax logits KD) fused with the output projection.
+
+The scores of N positions against I items form an (N, I) matrix (on Beauty: ~1,000 x 12,101 per
+batch, 48 MB). Built whole, the step is bound by memory traffic, not arithmetic: the scores are
+written, soft-maxed, turned into a gradient and read twice more by the backward products. Here the
+positions are processed in chunks whose (chunk, I) block stays in the CPU cache, and the gradients
+with respect to the hidden states and the item embedding are accumulated during the forward pass
+(the "fused linear cross-entropy" of Liger-Kernel and Cut Cross-Entropy, in plain PyTorch):
+
+    z_n = h_n W^T                                   (I,) scores of position n
+    L   = w_hard * (1/N) sum_n CE(z_n, y_n)
+        + w_kd * T^2 * (1/M) sum_{n matched} KL(p_n || softmax(z_n / T))   over the teacher's top-K
+    dL/dz_n = w_hard/N (softmax(z_n) - onehot(y_n)) + w_kd T/M (softmax(z_n / T) - p~_n)
+
+where p_n = softmax(teacher top-K logits / T) and p~_n scatters it onto the catalogue (zero outside
+the teacher's top-K; this is ``LogitsKD(mode="full")``). Values and gradients equal the unfused
+reference (tested); it never holds more than one (chunk, I) block, and no extra matrix product
+is spent on recomputation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+
+def _chunk_rows(n_items: int, dim: int) -> int:
+    """Rows per (chunk, I) block. Narrow models are bound by the soft-max's memory traffic and want
+    small cache-resident blocks; wide ones by the products, which want tall blocks. Measured on
+    Beauty (12,101 items, 2 threads, epoch seconds): d=16: 15.2 unfused -> 6.5 at 4 MB; d=64: 20.2 ->
+    14.8 at 16 MB; d=128: 32.8 -> 23.1 at 32-48 MB."""
+    block_bytes = min(max(dim // 4, 2), 32) << 20  # d=16: 4 MB, d=64: 16 MB, d>=128: 32 MB
+    return max(16, block_bytes // (4 * max(n_items, 1)))
+
+
+class _LinearSoftmaxLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature):
+        # h: (N, d); weight: (I, d); targets: (N,) columns; kd_rows: (M,) indices into N;
+        # kd_cols: (M, K) columns; kd_probs: (M, K) teacher probabilities at temperature T
+        n = h.shape[0]
+        m = 0 if kd_rows is None else kd_rows.shape[0]
+        use_kd = m > 0 and w_kd > 0
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros_like(weight)
+        ce_sum = h.new_zeros((), dtype=torch.float64)
+        kd_sum = h.new_zeros((), dtype=torch.float64)
+        # row r of the batch -> its row in the KD tensors (or -1)
+        kd_slot = None
+        if use_kd:
+            kd_slot = torch.full((n,), -1, dtype=torch.long)
+            kd_slot[kd_rows] = torch.arange(m)
+        step = _chunk_rows(weight.shape[0], weight.shape[1])
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            hc = h[s:e]  # (c, d)
+            z = hc @ weight.T  # (c, I)
+            t = targets[s:e]
+            g = None
+            if use_kd:
+                slot = kd_slot[s:e]
+                has = slot >= 0
+                if has.any():
+                    local = torch.nonzero(has).squeeze(1)  # rows of this chunk with teacher labels
+                    cols, probs = kd_cols[slot[local]], kd_probs[slot[local]]  # (c', K)
+                    zt = z[local] / temperature  # (c', I)
+                    lse_t = torch.logsumexp(zt, dim=1, keepdim=True)  # (c', 1)
+                    log_q = zt.gather(1, cols) - lse_t  # (c', K)
+                    plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-30).log(), 0.0)
+                    kd_sum += (plogp - probs * log_q).sum().double()
+                    # gradient of the KD term: w_kd * T / M * (softmax(z/T) - p~)
+                    gk = zt.sub_(lse_t).exp_()  # (c', I) student probabilities at T
+                    gk.scatter_add_(1, cols, -probs)
+                    gk.mul_(w_kd * temperature / m)
+                    if len(local) == e - s:
+                        g = gk
+                    else:
+                        g = torch.zeros_like(z)
+                        g.index_add_(0, local, gk)
+            p = torch.softmax(z, dim=1)  # (c, I): one fused pass, each exp computed once
+            rows = torch.arange(e - s)
+            ce_sum -= p[rows, t].clamp_min(1e-38).log().sum().double()
+            if w_hard > 0:
+                p[rows, t] -= 1.0
+                p.mul_(w_hard / n)
+                g = p if g is None else g.add_(p)
+            if g is None:
+                grad_h[s:e].zero_()
+                continue
+            grad_h[s:e] = g @ weight  # (c, d)
+            grad_w.addmm_(g.T, hc)  # (I, d)
+        ce = ce_sum.float() / max(n, 1)
+        kd = (kd_sum.float() * temperature**2 / m) if use_kd else ce.new_zeros(())
+        loss = w_hard * ce + (w_kd * kd if use_kd else 0.0)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.mark_non_differentiable(ce, kd)
+        return loss, ce, kd
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_ce, _grad_kd):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_loss, grad_w * grad_loss, None, None, None, None, None, None, None
+
+
+def linear_softmax_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    w_hard: float = 1.0,
+    kd_rows: torch.Tensor | None = None,
+    kd_cols: torch.Tensor | None = None,
+    kd_logits: torch.Tensor | None = None,
+    w_kd: float = 0.0,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, ce, kd)`` for scores ``hidden @ weight.T`` without building the (N, I) matrix.
+
+    Args:
+        hidden: (N, d) student hidden states (requires grad).
+        weight: (I, d) output item embeddings; score column c is row c of ``weight``.
+        targets: (N,) the true next item as a column index.
+        kd_rows: (M,) which of the N rows have teacher labels; ``kd_cols`` (M, K) the teacher's top-K
+            columns and ``kd_logits`` (M, K) its raw logits there (softmaxed at ``temperature`` here).
+    Returns the weighted loss (differentiable) and its two unweighted parts (for logging).
+    """
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(f"hidden (N, d) and weight (I, d) expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}")
+    probs = None
+    if kd_rows is not None and w_kd > 0:
+        probs = torch.softmax(kd_logits.float() / temperature, dim=1)
+    return _LinearSoftmaxLoss.apply(
+        hidden, weight, targets, kd_rows if probs is not None else None, kd_cols, probs,
+        float(w_hard), float(w_kd), float(temperature),
+    )  # fmt: skip
