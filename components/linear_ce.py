@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 
 
-
 def _chunk_rows(n_items: int, dim: int) -> int:
     """Rows per (chunk, I) block. Narrow models are bound by the soft-max's memory traffic and want
     small cache-resident blocks; wide ones by the products, which want tall blocks. Measured on
@@ -125,7 +124,9 @@ def linear_softmax_loss(
     Returns the weighted loss (differentiable) and its two unweighted parts (for logging).
     """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(f"hidden (N, d) and weight (I, d) expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}")
+        raise ValueError(
+            f"hidden (N, d) and weight (I, d) expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}"
+        )
     probs = None
     if kd_rows is not None and w_kd > 0:
         probs = torch.softmax(kd_logits.float() / temperature, dim=1)
