@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from components.artifacts import sha256_json, write_json_atomic
-from components.config import PipelineConfig
+from components.artifacts import Handle, sha256_json, write_json_atomic
+from components.config import DistillConfig, ModelConfig, PipelineConfig
 from components.data.dataset import load_dataset, prepare_dataset
 from components.distill.trainer import distill_student
 from components.evaluation import compare_models
@@ -28,7 +28,7 @@ from components.models import build_model
 from components.runtime import configure_torch
 from components.sequences import SequenceData
 from components.soft_labels import build_soft_labels
-from components.training import fit, load_model
+from components.training import TrainResult, fit, load_model
 
 
 def _targets(rows: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -44,6 +44,62 @@ def _targets(rows: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> l
         gain = rows[kd]["NDCG@10"] / max(rows[nokd]["NDCG@10"], 1e-12)
         out.append({"check": f"{kd} above {nokd}", "value": gain, "passed": gain > 1.0})
     return out
+
+
+def train_teacher(
+    config: PipelineConfig,
+    data: SequenceData,
+    dataset_digest: str,
+    seed: int,
+    *,
+    log: Callable[[str], None] = print,
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Train (or reuse, or resume) the teacher; stored by dataset digest, teacher config and seed."""
+    t_cfg = config.teacher
+    key = sha256_json({"data": dataset_digest, "teacher": t_cfg.model_dump(), "seed": seed})
+    out = config.runtime.root / "teachers" / f"{config.data.name}-{key[:12]}"
+    torch.manual_seed(seed)
+    teacher = build_model(t_cfg.model, data.n_items)
+    result = fit(teacher, data, t_cfg.model, t_cfg.train, out, seed=seed, threads=config.runtime.threads,
+                 fingerprint=key, log=log, name="teacher")  # fmt: skip
+    teacher, _, _ = load_model(result.checkpoint)
+    return teacher, result
+
+
+def cache_soft_labels(
+    config: PipelineConfig, data: SequenceData, dataset_digest: str, teacher: torch.nn.Module,
+    t_result: TrainResult, *, top_k: int | None = None, cache_hidden: bool | None = None,
+) -> tuple[Handle, dict[str, Any], bool]:  # fmt: skip
+    """The teacher's soft labels for every training position (reused when digests match)."""
+    d_cfg = config.distill
+    return build_soft_labels(
+        teacher, data, config.runtime.root, teacher_digest=t_result.checkpoint_sha256,
+        dataset_digest=dataset_digest, max_len=config.teacher.model.max_len, top_k=top_k or d_cfg.top_k,
+        logits_dtype=d_cfg.logits_dtype, cache_hidden=d_cfg.cache_hidden if cache_hidden is None else cache_hidden,
+    )  # fmt: skip
+
+
+def train_student(
+    config: PipelineConfig, data: SequenceData, dataset_digest: str, model_cfg: ModelConfig,
+    cache: Handle | None, seed: int, *, distill: DistillConfig | None = None,
+    log: Callable[[str], None] = print, name: str = "student",
+) -> tuple[torch.nn.Module, TrainResult]:  # fmt: skip
+    """A student with KD from ``cache``, or the no-KD baseline when ``cache`` is None.
+
+    Stored by what determines it: the no-KD baseline by dataset, student and seed (so it is shared by
+    every distillation setting); a KD student also by the cache digest and the distillation config.
+    """
+    d_cfg = distill or config.distill
+    train_cfg = config.student.train
+    if cache is None:
+        key = sha256_json({"data": dataset_digest, "student": model_cfg.model_dump(), "train": train_cfg.model_dump(),
+                           "seed": seed})[:12]  # fmt: skip
+    else:
+        key = sha256_json({"cache": cache.sha256, "student": model_cfg.model_dump(), "train": train_cfg.model_dump(),
+                           "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
+    out = config.runtime.root / "students" / key / name
+    return distill_student(data, model_cfg, train_cfg, d_cfg, out, cache_path=cache.uri if cache else None,
+                           seed=seed, threads=config.runtime.threads, log=log, name=name)  # fmt: skip
 
 
 def run_quality_benchmark(
@@ -68,45 +124,26 @@ def run_quality_benchmark(
     timings["data"] = time.perf_counter() - t0
     log(f"dataset {prepared.handle.uri} ({data.n_users:,} users, {data.n_items:,} items)")
 
-    # teacher: reused when the dataset and teacher config are unchanged
     t_cfg = config.teacher
-    teacher_key = sha256_json({"data": prepared.handle.sha256, "teacher": t_cfg.model_dump(), "seed": seed})
-    teacher_dir = root / "teachers" / f"{config.data.name}-{teacher_key[:12]}"
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    teacher = build_model(t_cfg.model, data.n_items)
-    t_result = fit(teacher, data, t_cfg.model, t_cfg.train, teacher_dir, seed=seed, threads=threads,
-                   fingerprint=teacher_key, log=log, name="teacher")  # fmt: skip
-    teacher, _, _ = load_model(t_result.checkpoint)
+    teacher, t_result = train_teacher(config, data, prepared.handle.sha256, seed, log=log)
     timings["teacher"] = time.perf_counter() - t0
 
-    d_cfg = config.distill
     t0 = time.perf_counter()
-    cache, cache_manifest, reused = build_soft_labels(
-        teacher, data, root, teacher_digest=t_result.checkpoint_sha256, dataset_digest=prepared.handle.sha256,
-        max_len=t_cfg.model.max_len, top_k=d_cfg.top_k, logits_dtype=d_cfg.logits_dtype,
-        cache_hidden=d_cfg.cache_hidden,
-    )  # fmt: skip
+    cache, cache_manifest, reused = cache_soft_labels(config, data, prepared.handle.sha256, teacher, t_result)
     timings["soft_labels"] = time.perf_counter() - t0
     log(f"soft labels {cache.uri} ({cache_manifest['rows']:,} rows{', reused' if reused else ''})")
 
     models = {"teacher": (teacher, t_cfg.model.max_len)}
     histories = {"teacher": t_result.history}
     pairs = []
-    # students are reused across runs: the no-KD baseline depends only on data, student and seed
-    kd_key = sha256_json({"cache": cache.sha256, "student": config.student.model_dump(),
-                          "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
-    nokd_key = sha256_json({"data": prepared.handle.sha256, "student": config.student.model_dump(),
-                            "seed": seed})[:12]  # fmt: skip
     for arch in students:
         s_model = config.student.model.model_copy(update={"arch": arch})
         for kd in (False, True):
             name = f"student-{arch}-{'kd' if kd else 'nokd'}"
             t0 = time.perf_counter()
-            student, result = distill_student(
-                data, s_model, config.student.train, d_cfg, root / "students" / (kd_key if kd else nokd_key) / name,
-                cache_path=cache.uri if kd else None, seed=seed, threads=threads, log=log, name=name,
-            )  # fmt: skip
+            student, result = train_student(config, data, prepared.handle.sha256, s_model,
+                                            cache if kd else None, seed, log=log, name=name)  # fmt: skip
             timings[name] = time.perf_counter() - t0
             models[name] = (student, s_model.max_len)
             histories[name] = result.history

@@ -42,8 +42,11 @@ class KDBatch:
     last_index: torch.Tensor  # (B,) index into the N real positions of each user's last position
 
 
-def kd_batch(data: SequenceData, users: np.ndarray, block: SoftLabelBlock, max_len: int) -> KDBatch:
-    """Align cache rows with the student's positions by (user, position)."""
+def kd_batch(
+    data: SequenceData, users: np.ndarray, block: SoftLabelBlock, max_len: int, top_k: int | None = None
+) -> KDBatch:
+    """Align cache rows with the student's positions by (user, position); keep the teacher's first
+    ``top_k`` items (the cache is sorted by teacher score, so a K=200 cache also serves K=50)."""
     tb = data.train_batch(users, max_len)
     rows, cols = np.nonzero(tb.mask.numpy())
     keys = (users[rows].astype(np.int64) << 32) | tb.positions.numpy()[rows, cols]
@@ -64,8 +67,8 @@ def kd_batch(data: SequenceData, users: np.ndarray, block: SoftLabelBlock, max_l
     return KDBatch(
         train=tb,
         matched=torch.from_numpy(matched),
-        topk_cols=torch.from_numpy(block.topk_ids[src] - 1),
-        teacher_logits=torch.from_numpy(block.topk_logits[src]),
+        topk_cols=torch.from_numpy(block.topk_ids[src, :top_k] - 1),
+        teacher_logits=torch.from_numpy(np.ascontiguousarray(block.topk_logits[src, :top_k])),
         teacher_hidden=torch.from_numpy(block.hidden[src]) if block.hidden is not None else None,
         last_index=torch.cumsum(lengths, 0) - 1,
     )
@@ -175,12 +178,17 @@ def distill_student(
             f"feature and relation distillation need the teacher's hidden states, but {cache_path} was "
             "built without them; set distill.cache_hidden=true and rebuild the cache"
         )
+    if distill_cfg.top_k > reader.manifest["top_k"]:
+        raise SoftLabelCacheError(
+            f"distill.top_k={distill_cfg.top_k} but the cache {cache_path} holds the teacher's top "
+            f"{reader.manifest['top_k']} only; rebuild it with a larger top_k"
+        )
     objective = DistillationObjective(distill_cfg, model_cfg.d_model, teacher_dim)
     lengths = data.train_positions(model_cfg.max_len)
 
     def batches(epoch: int, rng: np.random.Generator) -> Iterator[KDBatch]:
         for users, block in reader.iter_user_batches(train_cfg.batch_size, lengths, rng):
-            yield kd_batch(data, users, block, model_cfg.max_len)
+            yield kd_batch(data, users, block, model_cfg.max_len, distill_cfg.top_k)
 
     result = fit(
         student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,

@@ -1,0 +1,346 @@
+"""The distillation study: which kind of knowledge, at which temperature, top-K and student size.
+
+    for each seed: teacher -> soft-label cache (the largest top-K of the grid; smaller K slice it)
+        for each variant: train the student (no KD, or KD with the variant's settings)
+                          -> validation and test metrics, training seconds
+    -> mean and spread over seeds per variant -> choice on validation -> JSON + markdown + plots
+
+Variants come in groups: ``headline`` (the profile's student, no KD vs. KD, SASRec and GRU),
+``ablation`` (logits, + feature, + relation, + ranking), ``temperature``, ``top_k`` and ``size``
+(d = 16, 32, 64 with and without KD). The quick grid is the headline; ``full=True`` runs every group.
+The choice of a distillation setting uses validation NDCG@10 only; test numbers are reported, never
+used to choose. Every stage is stored by what determines it and reused on rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from components.artifacts import write_json_atomic
+from components.config import PipelineConfig
+from components.data.dataset import load_dataset, prepare_dataset
+from components.evaluation import evaluate_model, latency_profile
+from components.models import build_model, count_parameters
+from components.quality import cache_soft_labels, train_student, train_teacher
+from components.runtime import configure_torch
+from components.sequences import SequenceData
+
+METRICS = ("NDCG@10", "HR@10", "MRR@10", "coverage@10", "popularity_pct@10")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One student setting of the study."""
+
+    name: str
+    group: str
+    arch: str
+    d_model: int
+    kd: bool
+    distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's distill section
+
+
+def study_grid(config: PipelineConfig, full: bool = False) -> list[Variant]:
+    """The quick grid (headline) or the full one (every group of the issue's study)."""
+    d = config.student.model.d_model
+    grid = [
+        Variant(f"sasrec-d{d}-nokd", "headline", "sasrec", d, False),
+        Variant(f"sasrec-d{d}-kd", "headline", "sasrec", d, True),
+        Variant(f"gru-d{d}-nokd", "headline", "gru", d, False),
+        Variant(f"gru-d{d}-kd", "headline", "gru", d, True),
+    ]
+    if not full:
+        return grid
+    logits = {"w_feature": 0.0, "w_relation": 0.0, "w_ranking": 0.0}
+    grid += [
+        Variant(f"sasrec-d{d}-logits", "ablation", "sasrec", d, True, logits),
+        Variant(f"sasrec-d{d}-logits+feature", "ablation", "sasrec", d, True, {**logits, "w_feature": 1.0}),
+        Variant(
+            f"sasrec-d{d}-logits+feature+rkd",
+            "ablation",
+            "sasrec",
+            d,
+            True,
+            {**logits, "w_feature": 1.0, "w_relation": 1.0},
+        ),  # fmt: skip
+        Variant(
+            f"sasrec-d{d}-logits+feature+rkd+ranking",
+            "ablation",
+            "sasrec",
+            d,
+            True,
+            {"w_feature": 1.0, "w_relation": 1.0, "w_ranking": 0.5},
+        ),  # fmt: skip
+    ]
+    grid += [
+        Variant(f"sasrec-d{d}-T{t:g}", "temperature", "sasrec", d, True, {"temperature": t})
+        for t in (1, 2, 4, 8)
+    ]
+    grid += [
+        Variant(f"sasrec-d{d}-K{k}", "top_k", "sasrec", d, True, {"top_k": k}) for k in (20, 50, 100, 200)
+    ]
+    for size in (16, 32, 64):
+        grid += [
+            Variant(f"sasrec-d{size}-{'kd' if kd else 'nokd'}", "size", "sasrec", size, kd)
+            for kd in (False, True)
+        ]
+    return grid
+
+
+def _needs(grid: list[Variant], config: PipelineConfig) -> tuple[int, bool]:
+    """The cache the grid needs: the largest top-K and whether hidden states are used."""
+    top_k, hidden = config.distill.top_k, config.distill.cache_hidden
+    for v in grid:
+        if v.kd:
+            top_k = max(top_k, v.distill.get("top_k", top_k))
+            hidden = hidden or v.distill.get("w_feature", 0) > 0 or v.distill.get("w_relation", 0) > 0
+    return top_k, hidden
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "min": float(a.min()), "max": float(a.max()), "n": len(a)}  # fmt: skip
+
+
+def run_study(
+    config: PipelineConfig,
+    out_dir: str | Path,
+    *,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    full: bool = False,
+    teacher_per_seed: bool | None = None,
+    requests: int = 500,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the grid for every seed; write ``study.json``, ``study.md`` and the size-curve plots.
+
+    ``teacher_per_seed`` (default: only with ``full``) trains one teacher per seed; otherwise the
+    teacher of the first seed serves every student seed, so the spread is the students' own.
+    """
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configure_torch(config.runtime.threads)
+    teacher_per_seed = full if teacher_per_seed is None else teacher_per_seed
+    grid = study_grid(config, full)
+    top_k, hidden = _needs(grid, config)
+
+    prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
+    data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+    digest = prepared.handle.sha256
+    log(f"study on {config.data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(grid)} variants x "
+        f"{len(seeds)} seeds ({'full' if full else 'quick'} grid)")  # fmt: skip
+
+    runs: list[dict[str, Any]] = []
+    teachers: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        t_seed = seed if teacher_per_seed else seeds[0]
+        if t_seed not in teachers:
+            t0 = time.perf_counter()
+            teacher, t_result = train_teacher(config, data, digest, t_seed, log=log)
+            cache, _, _ = cache_soft_labels(
+                config, data, digest, teacher, t_result, top_k=top_k, cache_hidden=hidden
+            )
+            teachers[t_seed] = {
+                "cache": cache,
+                "params": count_parameters(teacher),
+                "valid": evaluate_model(teacher, data, "valid", config.teacher.model.max_len),
+                "test": evaluate_model(teacher, data, "test", config.teacher.model.max_len),
+                "train_seconds": sum(h["seconds"] for h in t_result.history),
+                "wall_seconds": time.perf_counter() - t0,
+            }
+        cache = teachers[t_seed]["cache"]
+        for v in grid:
+            model_cfg = config.student.model.model_copy(
+                update={"arch": v.arch, "d_model": v.d_model, "n_heads": 1 if v.d_model <= 16 else 2}
+            )
+            distill = (
+                config.distill.model_copy(update={**v.distill, "cache_hidden": hidden}) if v.kd else None
+            )
+            t0 = time.perf_counter()
+            student, result = train_student(config, data, digest, model_cfg, cache if v.kd else None, seed,
+                                            distill=distill, log=log, name=v.name)  # fmt: skip
+            valid = evaluate_model(student, data, "valid", model_cfg.max_len)
+            test = evaluate_model(student, data, "test", model_cfg.max_len)
+            runs.append({
+                "variant": v.name, "seed": seed, "teacher_seed": t_seed, "params": count_parameters(student),
+                "valid": valid, "test": test, "epochs": len(result.history), "best_epoch": result.best_epoch,
+                "train_seconds": sum(h["seconds"] for h in result.history),
+                "wall_seconds": time.perf_counter() - t0,
+            })  # fmt: skip
+
+    # latency depends on the architecture and width only: one measurement each, and the teacher's
+    latency: dict[str, dict[str, float]] = {}
+    for v in grid:
+        key = f"{v.arch}-d{v.d_model}"
+        if key not in latency:
+            m_cfg = config.student.model.model_copy(update={"arch": v.arch, "d_model": v.d_model,
+                                                            "n_heads": 1 if v.d_model <= 16 else 2})  # fmt: skip
+            latency[key] = latency_profile(build_model(m_cfg, data.n_items).eval(), data, m_cfg.max_len,
+                                           requests=requests)  # fmt: skip
+    torch.manual_seed(0)
+    latency["teacher"] = latency_profile(build_model(config.teacher.model, data.n_items).eval(), data,
+                                         config.teacher.model.max_len, requests=requests)  # fmt: skip
+
+    result = _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed)
+    result["dataset"] = {
+        "name": config.data.name,
+        "digest": digest,
+        "users": data.n_users,
+        "items": data.n_items,
+    }
+    result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
+                         "threads": config.runtime.threads}  # fmt: skip
+    result["config"] = config.model_dump(mode="json")
+    write_json_atomic(out_dir / "study.json", result)
+    (out_dir / "study.md").write_text(render_study(result))
+    plot_size_curve(result, out_dir)
+    return result
+
+
+def _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for v in grid:
+        mine = [r for r in runs if r["variant"] == v.name]
+        row: dict[str, Any] = {**asdict(v), "params": mine[0]["params"], "seeds": [r["seed"] for r in mine]}
+        for split in ("valid", "test"):
+            row[split] = {m: _summary([r[split][m] for r in mine]) for m in METRICS}
+        row["train_seconds"] = _summary([r["train_seconds"] for r in mine])
+        row["epochs"] = _summary([r["epochs"] for r in mine])
+        row["latency_p99_ms"] = latency[f"{v.arch}-d{v.d_model}"]["latency_p99_ms"]
+        rows[v.name] = row
+    t_rows = list(teachers.values())
+    teacher = {
+        "params": t_rows[0]["params"],
+        "valid": {m: _summary([t["valid"][m] for t in t_rows]) for m in METRICS},
+        "test": {m: _summary([t["test"][m] for t in t_rows]) for m in METRICS},
+        "train_seconds": _summary([t["train_seconds"] for t in t_rows]),
+        "latency_p99_ms": latency["teacher"]["latency_p99_ms"],
+        "seeds": list(teachers),
+    }
+    d = config.student.model.d_model
+    kd_rows = [n for n, r in rows.items() if r["kd"] and r["arch"] == "sasrec" and r["d_model"] == d]
+    chosen = max(kd_rows, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"]) if kd_rows else None
+    checks = _checks(rows, teacher, chosen, d)
+    return {"grid": "full" if full else "quick", "seeds": list(seeds), "teacher_per_seed": teacher_per_seed,
+            "teacher": teacher, "rows": rows, "runs": runs, "chosen_on_validation": chosen, "checks": checks}  # fmt: skip
+
+
+def _checks(rows, teacher, chosen, d) -> list[dict[str, Any]]:
+    """The issue's targets, measured on test means (the setting itself was chosen on validation)."""
+    out = []
+    t = teacher["test"]["NDCG@10"]["mean"]
+    out.append({"check": "teacher NDCG@10 >= 0.052", "value": t, "passed": t >= 0.052})
+    for arch in ("sasrec", "gru"):
+        kd_name = chosen if arch == "sasrec" and chosen else f"{arch}-d{d}-kd"
+        nokd_name = f"{arch}-d{d}-nokd"
+        if kd_name not in rows or nokd_name not in rows:
+            continue
+        kd, nokd = rows[kd_name], rows[nokd_name]
+        ratio_t = kd["test"]["NDCG@10"]["mean"] / t
+        size = teacher["params"] / kd["params"]
+        out.append({"check": f"{kd_name}: >= 8x fewer params and NDCG@10 >= 0.95 x teacher",
+                    "value": ratio_t, "params_ratio": size, "passed": size >= 8 and kd["d_model"] <= 16 and ratio_t >= 0.95})  # fmt: skip
+        gain = kd["test"]["NDCG@10"]["mean"] / max(nokd["test"]["NDCG@10"]["mean"], 1e-12)
+        out.append({"check": f"{kd_name} >= 1.15 x {nokd_name}", "value": gain, "passed": gain >= 1.15})
+        for metric, worse in (
+            ("coverage@10", lambda a, b: a < 0.9 * b),
+            ("popularity_pct@10", lambda a, b: a > 1.1 * b),
+        ):
+            a, b = kd["test"][metric]["mean"], nokd["test"][metric]["mean"]
+            out.append({"check": f"{kd_name} {metric} within 10% of {nokd_name}", "value": a / max(b, 1e-12),
+                        "passed": not worse(a, b)})  # fmt: skip
+    return out
+
+
+def _fmt(s: dict[str, float]) -> str:
+    return f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}"
+
+
+def render_study(result: dict[str, Any]) -> str:
+    ds, t = result["dataset"], result["teacher"]
+    lines = [
+        f"# Distillation study: {ds['name']} ({result['grid']} grid, seeds {result['seeds']})",
+        "",
+        f"{ds['users']:,} users, {ds['items']:,} items; mean ± sample std over seeds; the KD setting is "
+        f"chosen on validation (chosen: `{result['chosen_on_validation']}`), test reported; "
+        f"{'one teacher per seed' if result['teacher_per_seed'] else 'one teacher (seed ' + str(t['seeds'][0]) + ') for every student seed'}; "
+        f"wall time {result['wall_seconds'] / 60:.1f} min (stages already done are reused).",
+        "",
+        "| model | group | params | valid NDCG@10 | test NDCG@10 | test HR@10 | coverage@10 | popularity pct | "
+        "epochs | train s | p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| teacher | | {t['params']:,} | {_fmt(t['valid']['NDCG@10'])} | {_fmt(t['test']['NDCG@10'])} | "
+        f"{_fmt(t['test']['HR@10'])} | {t['test']['coverage@10']['mean']:.3f} | {t['test']['popularity_pct@10']['mean']:.3f} "
+        f"| | {t['train_seconds']['mean']:.0f} | {t['latency_p99_ms']:.2f} |",
+    ]
+    for name, r in result["rows"].items():
+        lines.append(
+            f"| {name} | {r['group']} | {r['params']:,} | {_fmt(r['valid']['NDCG@10'])} | {_fmt(r['test']['NDCG@10'])} | "
+            f"{_fmt(r['test']['HR@10'])} | {r['test']['coverage@10']['mean']:.3f} | "
+            f"{r['test']['popularity_pct@10']['mean']:.3f} | {r['epochs']['mean']:.0f} | "
+            f"{r['train_seconds']['mean']:.0f} | {r['latency_p99_ms']:.2f} |"
+        )
+    lines += ["", "| target (test means) | measured | met |", "|---|---|---|"]
+    for c in result["checks"]:
+        lines.append(f"| {c['check']} | {c['value']:.4f} | {'yes' if c['passed'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Test NDCG@10 against parameters and against p99 latency, KD and no-KD, teacher marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    t = result["teacher"]
+    for x_key, label, name in (("params", "parameters", "size_curve_params.png"),
+                               ("latency_p99_ms", "p99 latency ms (batch 1, 1 thread)", "size_curve_latency.png")):  # fmt: skip
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for arch in ("sasrec", "gru"):
+            for kd, style in ((False, "o--"), (True, "o-")):
+                pts = sorted((r[x_key], r["test"]["NDCG@10"]["mean"], r["test"]["NDCG@10"]["std"])
+                             for r in result["rows"].values() if r["arch"] == arch and r["kd"] == kd
+                             and r["group"] in ("headline", "size"))  # fmt: skip
+                pts = sorted({p[0]: p for p in pts}.values())
+                if pts:
+                    xs, ys, es = zip(*pts, strict=True)
+                    ax.errorbar(
+                        xs, ys, yerr=es, fmt=style, capsize=3, label=f"{arch} {'KD' if kd else 'no KD'}"
+                    )
+        ax.scatter(
+            [t[x_key]],
+            [t["test"]["NDCG@10"]["mean"]],
+            marker="*",
+            s=160,
+            color="k",
+            label="teacher",
+            zorder=5,
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test NDCG@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        paths.append(out_dir / name)
+    return paths
+
+
+def load_study(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

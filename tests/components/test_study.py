@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from components.config import load_config
+from components.models import build_model, count_parameters
+from components.recipe import sasrec_params, suggest
+from components.study import run_study, study_grid
+from tests.tiny import TINY_PIPELINE
+
+
+def test_quick_study_aggregates_seeds_and_reuses(out_root, tmp_path):
+    config = load_config(profile="demo", overrides=TINY_PIPELINE)
+    lines = []
+    result = run_study(config, tmp_path / "study", seeds=(0, 1), requests=10, log=lines.append)
+    names = [v.name for v in study_grid(config)]
+    assert list(result["rows"]) == names == ["sasrec-d8-nokd", "sasrec-d8-kd", "gru-d8-nokd", "gru-d8-kd"]
+    assert len(result["runs"]) == 2 * len(names)
+    row = result["rows"]["sasrec-d8-kd"]
+    per_seed = [r["test"]["NDCG@10"] for r in result["runs"] if r["variant"] == "sasrec-d8-kd"]
+    assert row["test"]["NDCG@10"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert row["test"]["NDCG@10"]["n"] == 2 and row["seeds"] == [0, 1]
+    assert result["teacher_per_seed"] is False and result["teacher"]["seeds"] == [0]
+    assert result["chosen_on_validation"] == "sasrec-d8-kd"  # the only KD SASRec at the profile's width
+    assert {c["check"] for c in result["checks"]} >= {
+        "teacher NDCG@10 >= 0.052",
+        "sasrec-d8-kd >= 1.15 x sasrec-d8-nokd",
+    }
+    out = tmp_path / "study"
+    assert json.loads((out / "study.json").read_text())["rows"].keys() == result["rows"].keys()
+    assert "| gru-d8-kd | headline |" in (out / "study.md").read_text()
+    assert (out / "size_curve_params.png").stat().st_size > 0 and (out / "size_curve_latency.png").is_file()
+    # rerun: every student and the teacher are reused, nothing trains
+    lines.clear()
+    again = run_study(config, tmp_path / "again", seeds=(0, 1), requests=10, log=lines.append)
+    assert not any("/2 loss" in line for line in lines)
+    assert again["rows"]["gru-d8-kd"]["test"] == result["rows"]["gru-d8-kd"]["test"]
+
+
+def test_full_grid_has_every_group():
+    config = load_config(profile="beauty")
+    grid = study_grid(config, full=True)
+    groups = {v.group for v in grid}
+    assert groups == {"headline", "ablation", "temperature", "top_k", "size"}
+    assert sorted(v.distill["temperature"] for v in grid if v.group == "temperature") == [1, 2, 4, 8]
+    assert sorted(v.distill["top_k"] for v in grid if v.group == "top_k") == [20, 50, 100, 200]
+    assert sorted({v.d_model for v in grid if v.group == "size"}) == [16, 32, 64]
+
+
+@pytest.mark.parametrize("items,d,layers,max_len", [(12101, 128, 2, 50), (500, 16, 1, 20), (80, 8, 1, 30)])
+def test_parameter_formula_matches_the_model(items, d, layers, max_len):
+    cfg = load_config(profile="demo").teacher.model.model_copy(
+        update={"d_model": d, "n_layers": layers, "n_heads": 1, "max_len": max_len}
+    )
+    assert sasrec_params(items, d, layers, max_len) == count_parameters(build_model(cfg, items))
+
+
+def test_recipe_reproduces_beauty_and_shrinks_for_sparse_logs():
+    beauty = suggest({"users": 22363, "items": 12101, "interactions": 198502, "per_item": 16.4,
+                      "length_p50": 6, "length_p99": 43})  # fmt: skip
+    profile = load_config(profile="beauty")
+    assert beauty["teacher.model.d_model"] == profile.teacher.model.d_model == 128
+    assert beauty["teacher.model.dropout"] == profile.teacher.model.dropout
+    assert beauty["student.model.d_model"] == profile.student.model.d_model == 16
+    assert beauty["teacher.model.max_len"] == profile.teacher.model.max_len == 50
+    sparse = suggest({"users": 1418, "items": 6174, "interactions": 9444, "per_item": 1.53,
+                      "length_p50": 5, "length_p99": 25.7})  # fmt: skip
+    assert sparse["teacher.model.d_model"] == 32 and sparse["teacher.model.max_len"] == 30
+    s = sparse["student.model.d_model"]
+    assert s < 16 and sasrec_params(6174, s, 1, 30) * 8 <= sasrec_params(6174, 32, 2, 30)
