@@ -1,0 +1,557 @@
+"""Performance benchmarks: serving, distillation cost, soft-label cache I/O, scale, training speed.
+
+Absolute times on shared 2-core machines are noisy, so every figure is a median over repeated runs
+and the targets are ratios measured side by side in one process (or one subprocess per measurement
+where peak memory is reported: ``ru_maxrss`` of a fresh process is the only honest peak).
+
+    serving          teacher vs student (torch) vs student (ONNX, ONNX int8): p50/p99 ms at batch 1 and
+                     1 thread (full-catalogue top-10), users/s at batch 256, size on disk, peak RSS
+    distill_cost     one epoch of the student: (a) no KD, (b) KD from the Parquet cache, (c) KD with
+                     the teacher run online every step
+    cache_io         soft-label write and read (rows/s, MB/s) against a plain pyarrow read
+    training_speed   teacher epoch time at d=64, 2 layers, max length 50 (train and validation parts)
+    scale            synthetic shops of 200k / 2M (/ 10M with ``full``) interactions: wall time and peak
+                     RSS of ingest, validation, soft-label caching and one distillation epoch
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import platform
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from components.artifacts import write_json_atomic
+from components.config import PipelineConfig, load_config
+from components.data.dataset import load_dataset, prepare_dataset
+from components.distill.trainer import DistillationObjective, kd_batch
+from components.evaluation import evaluate_model, last_position_scores, model_size_bytes
+from components.linear_ce import linear_softmax_loss
+from components.models import build_model, count_parameters
+from components.quality import cache_soft_labels, train_student, train_teacher
+from components.runtime import configure_torch
+from components.sequences import SequenceData
+from components.soft_labels import DATA_FILE, SoftLabelReader, build_soft_labels
+from components.training import hard_label_loss
+
+TARGETS = {
+    "student p99 <= 0.1 x teacher p99": ("serving", 0.1),
+    "KD from cache / no KD epoch <= 1.25": ("distill_cost", 1.25),
+    "KD from cache / online teacher epoch <= 0.5": ("distill_cost", 0.5),
+    "distillation peak RSS growth <= 1.2x for a 10x cache": ("scale", 1.2),
+    "teacher epoch (d=64, 2 layers) <= 10 s": ("training_speed", 10.0),
+}
+
+
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh process; its result gains ``peak_rss_mb`` of that process."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_measured, (fn, *args))
+
+
+def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    out = fn(*args)
+    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- serving
+def _requests(data: SequenceData, max_len: int, n: int, seed: int = 0) -> list[torch.Tensor]:
+    users = np.random.default_rng(seed).choice(data.eval_users("test"), size=n, replace=True)
+    return [data.eval_batch(np.array([u]), "test", max_len, mask_history=False).inputs for u in users]
+
+
+def _latency(score: Callable[[torch.Tensor], torch.Tensor], requests: list[torch.Tensor], big: torch.Tensor,
+             repeats: int, warmup: int = 50) -> dict[str, float]:  # fmt: skip
+    """Median over ``repeats`` passes of p50/p99 ms per request (top-10), and users/s at batch 256."""
+    for x in requests[:warmup]:
+        torch.topk(score(x), 10, dim=1)
+    p50s, p99s, tput = [], [], []
+    for _ in range(repeats):
+        times = []
+        for x in requests:
+            t0 = time.perf_counter()
+            torch.topk(score(x), 10, dim=1)
+            times.append(time.perf_counter() - t0)
+        ms = np.array(times) * 1000
+        p50s.append(float(np.percentile(ms, 50)))
+        p99s.append(float(np.percentile(ms, 99)))
+        t0 = time.perf_counter()
+        torch.topk(score(big), 10, dim=1)
+        tput.append(len(big) / (time.perf_counter() - t0))
+    return {"latency_p50_ms": _median(p50s), "latency_p99_ms": _median(p99s),
+            "throughput_users_per_s": _median(tput), "requests": len(requests), "repeats": repeats}  # fmt: skip
+
+
+def _serve_worker(
+    kind: str, path: str, dataset: str, max_len: int, n_requests: int, repeats: int
+) -> dict[str, Any]:
+    """One engine in a fresh process (1 thread), so peak RSS is the engine's own."""
+    configure_torch(1)
+    data = SequenceData.from_dataset(load_dataset(dataset))
+    base_rss = _peak_rss_mb()
+    requests = _requests(data, max_len, n_requests)
+    big = data.eval_batch(data.eval_users("test")[:256], "test", max_len, mask_history=False).inputs
+    if kind == "torch":
+        from components.training import load_model
+
+        model, _, _ = load_model(path)
+        lengths_of = lambda x: (x != 0).sum(dim=1).clamp(min=1)  # noqa: E731
+        with torch.no_grad():
+            out = _latency(lambda x: last_position_scores(model, x, lengths_of(x)), requests, big, repeats)
+        out["size_mb"] = model_size_bytes(model) / 1e6
+        out["params"] = count_parameters(model)
+    else:
+        from components.export import OnnxScorer
+
+        scorer = OnnxScorer(path, quantized=kind == "onnx-int8", threads=1)
+        out = _latency(lambda x: torch.from_numpy(scorer.scores(x.numpy())), requests, big, repeats)
+        out["size_mb"] = scorer.model_path.stat().st_size / 1e6
+    out["data_rss_mb"] = round(base_rss, 1)
+    return out
+
+
+def serving(config: PipelineConfig, data_uri: str, teacher_ckpt: Path, student_ckpt: Path, student: torch.nn.Module,
+            workdir: Path, *, requests: int, repeats: int, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    rows: dict[str, dict[str, Any]] = {}
+    t_len, s_len = config.teacher.model.max_len, config.student.model.max_len
+    rows["teacher (torch)"] = _in_subprocess(
+        _serve_worker, "torch", str(teacher_ckpt), data_uri, t_len, requests, repeats
+    )
+    rows["student (torch)"] = _in_subprocess(
+        _serve_worker, "torch", str(student_ckpt), data_uri, s_len, requests, repeats
+    )
+    try:
+        from components.export import export_onnx
+
+        dataset = load_dataset(data_uri)
+        export = export_onnx(student, workdir / "onnx", item_ids=dataset.item_map, max_len=s_len)
+        for kind in ("onnx", "onnx-int8"):
+            rows[f"student ({kind})"] = _in_subprocess(_serve_worker, kind, str(export.path), data_uri, s_len,
+                                                       requests, repeats)  # fmt: skip
+        rows["student (onnx)"]["parity_max_abs_diff"] = export.manifest.get("parity_max_abs_diff")
+    except ImportError as exc:
+        log(f"serving: ONNX rows skipped ({exc})")
+    t_p99 = rows["teacher (torch)"]["latency_p99_ms"]
+    for r in rows.values():
+        r["p99_ratio_to_teacher"] = r["latency_p99_ms"] / t_p99
+    return {"rows": rows, "ratio": rows["student (torch)"]["p99_ratio_to_teacher"]}
+
+
+def onnx_accuracy(
+    student: torch.nn.Module, data: SequenceData, data_uri: str, max_len: int, workdir: Path
+) -> dict[str, Any]:
+    """NDCG@10 of the student in torch, ONNX fp32 and ONNX int8 on the test split."""
+    from components.export import OnnxScorer, evaluate_onnx, export_onnx
+
+    export = export_onnx(
+        student, workdir / "onnx-acc", item_ids=load_dataset(data_uri).item_map, max_len=max_len
+    )
+    out = {"torch": evaluate_model(student, data, "test", max_len)["NDCG@10"]}
+    for kind in ("onnx", "onnx-int8"):
+        scorer = OnnxScorer(export.path, quantized=kind == "onnx-int8", threads=torch.get_num_threads())
+        out[kind] = evaluate_onnx(scorer, data, "test", max_len)["NDCG@10"]
+    out["int8_delta"] = out["onnx-int8"] - out["onnx"]
+    return out
+
+
+# ------------------------------------------------------------------------------- distillation cost
+def _epoch(step: Callable[[Any], torch.Tensor], batches, params) -> float:
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    t0 = time.perf_counter()
+    for b in batches:
+        loss = step(b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def distill_cost(config: PipelineConfig, data: SequenceData, teacher: torch.nn.Module, cache_uri: str, *,
+                 repeats: int) -> dict[str, Any]:  # fmt: skip
+    """Median epoch seconds of (a) no KD, (b) KD from the cache, (c) KD with the teacher online.
+
+    All three use the same student, batch size, fused loss and thread count; (b) and (c) the same KD
+    objective (the profile's), so the difference is where the teacher's knowledge comes from.
+    """
+    s_cfg, d_cfg, bs = config.student.model, config.distill, config.student.train.batch_size
+    reader = SoftLabelReader(cache_uri)
+    lengths = data.train_positions(s_cfg.max_len)
+    teacher.eval()
+    k = d_cfg.top_k
+    times: dict[str, list[float]] = {"no_kd": [], "kd_cache": [], "kd_online": []}
+    for rep in range(repeats):
+        for mode in times:
+            torch.manual_seed(rep)
+            student = build_model(s_cfg, data.n_items)
+            rng = np.random.default_rng(rep)
+            if mode == "no_kd":
+                loss_fn = hard_label_loss(student)
+                t = _epoch(
+                    lambda b, f=loss_fn: f(b)[0],
+                    data.iter_train_batches(bs, s_cfg.max_len, rng),
+                    student.parameters(),
+                )
+            elif mode == "kd_cache":
+                objective = DistillationObjective(d_cfg, s_cfg.d_model, reader.manifest.get("hidden_dim"))
+                step = objective.step_loss(student)
+                batches = (
+                    kd_batch(data, u, blk, s_cfg.max_len, k)
+                    for u, blk in reader.iter_user_batches(bs, lengths, rng)
+                )
+                t = _epoch(lambda b, f=step: f(b)[0], batches, student.parameters())
+            else:
+
+                def online(b, student=student):
+                    with torch.no_grad():
+                        h_t = teacher(b.inputs).hidden[b.mask]  # (N, d_T)
+                        logits, cols = torch.topk(teacher.scores(h_t), k, dim=1)  # (N, K)
+                    h = student(b.inputs).hidden[b.mask]
+                    rows = torch.arange(len(h))
+                    return linear_softmax_loss(h, student.output_weight(), b.targets[b.mask] - 1, w_hard=d_cfg.w_hard,
+                                               kd_rows=rows, kd_cols=cols, kd_logits=logits, w_kd=d_cfg.w_logits,
+                                               temperature=d_cfg.temperature)[0]  # fmt: skip
+
+                t = _epoch(online, data.iter_train_batches(bs, s_cfg.max_len, rng), student.parameters())
+            times[mode].append(t)
+    med = {m: _median(v) for m, v in times.items()}
+    return {
+        "epoch_seconds": med,
+        "runs": times,
+        "kd_cache_over_no_kd": med["kd_cache"] / med["no_kd"],
+        "kd_cache_over_online": med["kd_cache"] / med["kd_online"],
+        "kd_mode": d_cfg.kd_mode,
+        "top_k": k,
+    }
+
+
+# ------------------------------------------------------------------------------------ cache I/O
+def cache_io(cache_uri: str, workdir: Path, *, repeats: int) -> dict[str, Any]:
+    """Write and read throughput of the soft-label Parquet file against a plain pyarrow read."""
+    src = Path(cache_uri) / DATA_FILE
+    table = pq.read_table(src)
+    meta = pq.ParquetFile(src).metadata
+    rows, file_mb = table.num_rows, src.stat().st_size / 1e6
+    group_rows = meta.row_group(0).num_rows
+    writes, reads, plain = [], [], []
+    for _ in range(repeats):
+        out = workdir / "cache_io.parquet"
+        t0 = time.perf_counter()
+        pq.write_table(table, out, compression="zstd", row_group_size=group_rows)
+        writes.append(time.perf_counter() - t0)
+        out.unlink()
+        t0 = time.perf_counter()
+        pq.read_table(src)
+        plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        n = sum(len(block.users) for block in SoftLabelReader(cache_uri).iter_blocks())
+        reads.append(time.perf_counter() - t0)
+        assert n == rows
+    w, r, p = _median(writes), _median(reads), _median(plain)
+    return {
+        "rows": rows, "file_mb": round(file_mb, 2), "arrow_mb": round(table.nbytes / 1e6, 2), "row_groups": meta.num_row_groups,
+        "write_rows_per_s": rows / w, "write_mb_per_s": file_mb / w,
+        "read_rows_per_s": rows / r, "read_mb_per_s": file_mb / r,
+        "plain_read_rows_per_s": rows / p, "plain_read_mb_per_s": file_mb / p,
+        "read_over_plain": r / p,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- training speed
+def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, repeats: int, converge: bool,
+                   log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Teacher epoch time at d=64, 2 layers, max length 50 (the issue's reference size)."""
+    m_cfg = config.teacher.model.model_copy(
+        update={"d_model": 64, "n_layers": 2, "n_heads": 2, "max_len": 50}
+    )
+    torch.manual_seed(0)
+    model = build_model(m_cfg, data.n_items)
+    loss_fn = hard_label_loss(model)
+    rng = np.random.default_rng(0)
+    train_s, eval_s = [], []
+    opt = torch.optim.AdamW(model.parameters(), lr=config.teacher.train.lr)
+    for _ in range(repeats):
+        model.train()
+        t0 = time.perf_counter()
+        for b in data.iter_train_batches(config.teacher.train.batch_size, 50, rng):
+            loss = loss_fn(b)[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        train_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        evaluate_model(model, data, "valid", 50)
+        eval_s.append(time.perf_counter() - t0)
+    out: dict[str, Any] = {"model": m_cfg.model_dump(), "params": count_parameters(model),
+                           "train_epoch_s": _median(train_s), "valid_eval_s": _median(eval_s),
+                           "epoch_with_eval_s": _median(train_s) + _median(eval_s), "runs": train_s}  # fmt: skip
+    if converge:  # full training to the best checkpoint (reused when stored)
+        cfg = config.model_copy(update={"teacher": config.teacher.model_copy(update={"model": m_cfg})})
+        _, result = train_teacher(cfg, data, digest, config.runtime.seed, log=log)
+        out["converged"] = {
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "valid_NDCG@10": result.best_valid["NDCG@10"],
+            "seconds_to_best": sum(h["seconds"] for h in result.history[: result.best_epoch]),
+            "seconds_total": sum(h["seconds"] for h in result.history),
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------------- scale
+def _scale_worker(stage: str, config_json: dict[str, Any], root: str, threads: int) -> dict[str, Any]:
+    configure_torch(threads)
+    config = PipelineConfig.model_validate(config_json)
+    t0 = time.perf_counter()
+    if stage in ("ingest", "ingest+validate"):
+        prepared = prepare_dataset(config.data, root, validate=stage == "ingest+validate")
+        return {"seconds": time.perf_counter() - t0, "interactions": prepared.manifest["counts"]["interactions"],
+                "dataset": prepared.handle.uri, "digest": prepared.handle.sha256}  # fmt: skip
+    prepared = prepare_dataset(config.data, root, validate=False)  # reused: same digest
+    data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+    torch.manual_seed(0)
+    teacher = build_model(
+        config.teacher.model, data.n_items
+    ).eval()  # untrained: cost does not depend on weights
+    if stage == "cache":
+        t0 = time.perf_counter()
+        handle, manifest, _ = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58,
+                                                dataset_digest=prepared.handle.sha256,
+                                                max_len=config.teacher.model.max_len, top_k=config.distill.top_k)  # fmt: skip
+        return {
+            "seconds": time.perf_counter() - t0,
+            "rows": manifest["rows"],
+            "cache_mb": manifest["files"][DATA_FILE]["bytes"] / 1e6,
+        }
+    # one distillation epoch from the cache built by the "cache" stage
+    cache = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58, dataset_digest=prepared.handle.sha256,
+                              max_len=config.teacher.model.max_len, top_k=config.distill.top_k)[0]  # fmt: skip
+    base = _peak_rss_mb()
+    t0 = time.perf_counter()
+    s_cfg, d_cfg = config.student.model, config.distill
+    student = build_model(s_cfg, data.n_items)
+    reader = SoftLabelReader(cache.uri)
+    step = DistillationObjective(d_cfg, s_cfg.d_model, None).step_loss(student)
+    rng = np.random.default_rng(0)
+    lengths = data.train_positions(s_cfg.max_len)
+    batches = (kd_batch(data, u, blk, s_cfg.max_len, d_cfg.top_k) for u, blk in
+               reader.iter_user_batches(config.student.train.batch_size, lengths, rng))  # fmt: skip
+    seconds = _epoch(lambda b: step(b)[0], batches, student.parameters())
+    return {
+        "seconds": seconds,
+        "rss_before_epoch_mb": round(base, 1),
+        "setup_s": time.perf_counter() - t0 - seconds,
+    }
+
+
+def scale(
+    config: PipelineConfig, sizes: tuple[int, ...], workdir: Path, *, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Each stage in its own process at each size; users scale with the target interaction count."""
+    rows = []
+    for target in sizes:
+        users = max(int(target / 16.5), 100)  # the demo generator yields ~16.5 events per user
+        # the built-in synthetic shop (the demo profile's data section), resized; models from ``config``
+        demo = load_config(profile="demo").data
+        src = demo.source.model_copy(update={"n_users": users, "n_items": 5000, "seed": 0})
+        cfg = config.model_copy(
+            update={"data": demo.model_copy(update={"name": f"scale-{target}", "source": src})}
+        )
+        root = workdir / f"scale-{target}"
+        row: dict[str, Any] = {"target_interactions": target, "users": users}
+        for stage in ("ingest", "ingest+validate", "cache", "distill_epoch"):
+            log(f"scale {target:,}: {stage}")
+            row[stage] = _in_subprocess(
+                _scale_worker, stage, cfg.model_dump(mode="json"), str(root), config.runtime.threads
+            )
+        row["interactions"] = row["ingest"]["interactions"]
+        rows.append(row)
+        shutil.rmtree(root, ignore_errors=True)
+    out: dict[str, Any] = {"rows": rows}
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        grow = b["interactions"] / a["interactions"]
+        out["interaction_growth"] = grow
+        for stage in ("ingest", "ingest+validate", "cache", "distill_epoch"):
+            out[f"{stage}_time_growth"] = b[stage]["seconds"] / a[stage]["seconds"]
+        # peak RSS of distillation per 10x of cache rows (log-scaled to the measured growth)
+        rss = b["distill_epoch"]["peak_rss_mb"] / a["distill_epoch"]["peak_rss_mb"]
+        out["distill_rss_growth"] = rss
+        out["distill_rss_growth_per_10x"] = float(rss ** (1 / np.log10(grow))) if grow > 1 else 1.0
+    return out
+
+
+# ------------------------------------------------------------------------------------------ driver
+def run_perf_benchmark(
+    config: PipelineConfig,
+    out_dir: str | Path,
+    *,
+    full: bool = False,
+    repeats: int = 3,
+    requests: int = 1000,
+    sections: tuple[str, ...] = ("serving", "distill_cost", "cache_io", "training_speed", "scale"),
+    scale_sizes: tuple[int, ...] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every section (or those named); ``report.json`` + ``report.md`` under ``out_dir``."""
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configure_torch(config.runtime.threads)
+    seed = config.runtime.seed
+    result: dict[str, Any] = {"full": full, "repeats": repeats, "sections": {}, "timings_s": {}}
+    need_models = {"serving", "distill_cost", "cache_io", "training_speed"} & set(sections)
+    with tempfile.TemporaryDirectory(prefix="shopdistill-bench-") as tmp:
+        workdir = Path(tmp)
+        if need_models:
+            prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
+            data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+            digest = prepared.handle.sha256
+            teacher, t_result = train_teacher(config, data, digest, seed, log=log)
+            cache, _, _ = cache_soft_labels(config, data, digest, teacher, t_result)
+            result["dataset"] = {"name": config.data.name, "users": data.n_users, "items": data.n_items}
+        for name in sections:
+            t0 = time.perf_counter()
+            log(f"bench: {name}")
+            if name == "serving":
+                student, s_result = train_student(config, data, digest, config.student.model, cache, seed, log=log,
+                                                  name="student-sasrec-kd")  # fmt: skip
+                sec = serving(config, prepared.handle.uri, t_result.checkpoint, s_result.checkpoint, student, workdir,
+                              requests=requests, repeats=repeats, log=log)  # fmt: skip
+                try:
+                    sec["onnx_accuracy"] = onnx_accuracy(
+                        student, data, prepared.handle.uri, config.student.model.max_len, workdir
+                    )
+                except ImportError as exc:
+                    log(f"serving: ONNX accuracy skipped ({exc})")
+            elif name == "distill_cost":
+                sec = distill_cost(config, data, teacher, cache.uri, repeats=repeats)
+            elif name == "cache_io":
+                sec = cache_io(cache.uri, workdir, repeats=repeats)
+            elif name == "training_speed":
+                sec = training_speed(config, data, digest, repeats=repeats, converge=full, log=log)
+            elif name == "scale":
+                sizes = scale_sizes or ((200_000, 2_000_000, 10_000_000) if full else (200_000, 2_000_000))
+                sec = scale(config, sizes, workdir, log=log)
+            else:
+                raise ValueError(f"unknown benchmark section {name!r}")
+            result["sections"][name] = sec
+            result["timings_s"][name] = round(time.perf_counter() - t0, 1)
+    result["targets"] = _targets(result["sections"])
+    result["timings_s"]["total"] = round(time.perf_counter() - t_start, 1)
+    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_name(),
+                         "cores": mp.cpu_count(), "threads": config.runtime.threads}  # fmt: skip
+    write_json_atomic(out_dir / "report.json", result)
+    (out_dir / "report.md").write_text(render_perf(result))
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    if "serving" in sections:
+        v = sections["serving"]["ratio"]
+        out.append({"check": "student p99 <= 0.1 x teacher p99", "value": v, "passed": v <= 0.1})
+    if "distill_cost" in sections:
+        d = sections["distill_cost"]
+        out.append({"check": "KD from cache / no KD epoch <= 1.25", "value": d["kd_cache_over_no_kd"],
+                    "passed": d["kd_cache_over_no_kd"] <= 1.25})  # fmt: skip
+        out.append({"check": "KD from cache / online teacher epoch <= 0.5", "value": d["kd_cache_over_online"],
+                    "passed": d["kd_cache_over_online"] <= 0.5})  # fmt: skip
+    if "scale" in sections and "distill_rss_growth_per_10x" in sections["scale"]:
+        v = sections["scale"]["distill_rss_growth_per_10x"]
+        out.append(
+            {"check": "distillation peak RSS growth <= 1.2x for a 10x cache", "value": v, "passed": v <= 1.2}
+        )
+    if "training_speed" in sections:
+        v = sections["training_speed"]["train_epoch_s"]
+        out.append({"check": "teacher epoch (d=64, 2 layers) <= 10 s", "value": v, "passed": v <= 10.0})
+    return out
+
+
+def render_perf(result: dict[str, Any]) -> str:
+    m, s = result["machine"], result["sections"]
+    lines = [f"# Performance benchmark ({'full' if result['full'] else 'quick'})", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, training threads {m['threads']}; "
+             f"every figure is the median of {result['repeats']} runs; total {result['timings_s']['total'] / 60:.1f} min.", ""]  # fmt: skip
+    if "serving" in s:
+        lines += ["## Serving (batch 1, 1 thread, full-catalogue top-10)", "",
+                  "| engine | p50 ms | p99 ms | p99 / teacher | users/s @256 | size MB | peak RSS MB |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, r in s["serving"]["rows"].items():
+            lines.append(f"| {name} | {r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} | {r['p99_ratio_to_teacher']:.3f} | "
+                         f"{r['throughput_users_per_s']:,.0f} | {r['size_mb']:.2f} | {r['peak_rss_mb']:.0f} |")  # fmt: skip
+        if "onnx_accuracy" in s["serving"]:
+            a = s["serving"]["onnx_accuracy"]
+            lines += ["", f"Test NDCG@10: torch {a['torch']:.4f}, ONNX {a['onnx']:.4f}, ONNX int8 {a['onnx-int8']:.4f} "
+                          f"(int8 delta {a['int8_delta']:+.4f})."]  # fmt: skip
+        lines.append("")
+    if "distill_cost" in s:
+        d = s["distill_cost"]
+        e = d["epoch_seconds"]
+        lines += ["## Distillation cost (one student epoch)", "",
+                  "| no KD s | KD from cache s | KD, teacher online s | cache / no KD | cache / online |", "|---|---|---|---|---|",
+                  f"| {e['no_kd']:.1f} | {e['kd_cache']:.1f} | {e['kd_online']:.1f} | {d['kd_cache_over_no_kd']:.2f} | "
+                  f"{d['kd_cache_over_online']:.2f} |", ""]  # fmt: skip
+    if "cache_io" in s:
+        c = s["cache_io"]
+        lines += [f"## Soft-label cache I/O ({c['rows']:,} rows, {c['file_mb']} MB on disk, {c['arrow_mb']} MB in Arrow)", "",
+                  "| operation | rows/s | MB/s (on disk) |", "|---|---|---|",
+                  f"| write (zstd) | {c['write_rows_per_s']:,.0f} | {c['write_mb_per_s']:.1f} |",
+                  f"| read (SoftLabelReader, to numpy) | {c['read_rows_per_s']:,.0f} | {c['read_mb_per_s']:.1f} |",
+                  f"| plain pyarrow read_table | {c['plain_read_rows_per_s']:,.0f} | {c['plain_read_mb_per_s']:.1f} |", ""]  # fmt: skip
+    if "training_speed" in s:
+        t = s["training_speed"]
+        lines += ["## Training speed (teacher d=64, 2 layers, max length 50)", "",
+                  f"Train epoch {t['train_epoch_s']:.1f} s, validation {t['valid_eval_s']:.1f} s."]  # fmt: skip
+        if "converged" in t:
+            c = t["converged"]
+            lines.append(f"To convergence: {c['epochs']} epochs (best {c['best_epoch']}, valid NDCG@10 {c['valid_NDCG@10']:.4f}), "
+                         f"{c['seconds_to_best'] / 60:.1f} min to the best checkpoint.")  # fmt: skip
+        lines.append("")
+    if "scale" in s:
+        sc = s["scale"]
+        lines += ["## Scale (synthetic shop, 5,000 items; one process per stage)", "",
+                  "| interactions | ingest s | + validation s | caching s | distill epoch s | peak RSS MB (ingest / +val / cache / distill) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in sc["rows"]:
+            lines.append(f"| {r['interactions']:,} | {r['ingest']['seconds']:.1f} | {r['ingest+validate']['seconds']:.1f} | "
+                         f"{r['cache']['seconds']:.1f} | {r['distill_epoch']['seconds']:.1f} | "
+                         f"{r['ingest']['peak_rss_mb']:.0f} / {r['ingest+validate']['peak_rss_mb']:.0f} / "
+                         f"{r['cache']['peak_rss_mb']:.0f} / {r['distill_epoch']['peak_rss_mb']:.0f} |")  # fmt: skip
+        if "interaction_growth" in sc:
+            lines.append(f"\nInteractions x{sc['interaction_growth']:.1f}: time x{sc['ingest_time_growth']:.1f} ingest, "
+                         f"x{sc['cache_time_growth']:.1f} caching, x{sc['distill_epoch_time_growth']:.1f} distillation; "
+                         f"distillation peak RSS x{sc['distill_rss_growth']:.2f}.")  # fmt: skip
+        lines.append("")
+    lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for t in result["targets"]:
+        lines.append(f"| {t['check']} | {t['value']:.3f} | {'yes' if t['passed'] else 'no'} |")
+    return "\n".join(lines) + "\n"

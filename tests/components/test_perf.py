@@ -1,0 +1,71 @@
+"""The performance benchmark runs end to end on the tiny shop and reports every section."""
+
+import json
+
+import pytest
+
+from components.config import load_config
+from components.perf import render_perf, run_perf_benchmark
+from tests.tiny import TINY_PIPELINE
+
+
+def test_perf_benchmark_sections_and_targets(out_root, tmp_path):
+    pytest.importorskip(
+        "onnxruntime", reason="the serving section exports to ONNX: install shopdistill[onnx]"
+    )
+    config = load_config(profile="demo", overrides=TINY_PIPELINE)
+    result = run_perf_benchmark(config, tmp_path / "perf", repeats=2, requests=20, scale_sizes=(3000,),
+                                log=lambda _: None)  # fmt: skip
+    s = result["sections"]
+    rows = s["serving"]["rows"]
+    assert list(rows) == ["teacher (torch)", "student (torch)", "student (onnx)", "student (onnx-int8)"]
+    for r in rows.values():
+        assert r["latency_p99_ms"] >= r["latency_p50_ms"] > 0 and r["peak_rss_mb"] > 0 and r["size_mb"] > 0
+    assert rows["student (onnx)"]["parity_max_abs_diff"] < 1e-4
+    acc = s["serving"]["onnx_accuracy"]
+    assert abs(acc["onnx"] - acc["torch"]) < 1e-3
+    d = s["distill_cost"]
+    assert set(d["epoch_seconds"]) == {"no_kd", "kd_cache", "kd_online"} and all(
+        len(v) == 2 for v in d["runs"].values()
+    )
+    assert d["kd_cache_over_no_kd"] == pytest.approx(
+        d["epoch_seconds"]["kd_cache"] / d["epoch_seconds"]["no_kd"]
+    )
+    c = s["cache_io"]
+    assert c["rows"] > 0 and c["read_rows_per_s"] > 0 and c["plain_read_rows_per_s"] > 0
+    assert s["training_speed"]["train_epoch_s"] > 0 and s["training_speed"]["model"]["d_model"] == 64
+    (row,) = s["scale"]["rows"]
+    assert row["interactions"] > 1000 and row["cache"]["rows"] > 0
+    assert all(
+        row[stage]["peak_rss_mb"] > 0 for stage in ("ingest", "ingest+validate", "cache", "distill_epoch")
+    )
+    checks = {t["check"] for t in result["targets"]}
+    assert "student p99 <= 0.1 x teacher p99" in checks and "KD from cache / no KD epoch <= 1.25" in checks
+    saved = json.loads((tmp_path / "perf" / "report.json").read_text())
+    assert saved["sections"].keys() == s.keys()
+    md = (tmp_path / "perf" / "report.md").read_text()
+    assert "## Serving" in md and "## Scale" in md and "| target | measured | met |" in md
+
+
+def test_render_reports_growth_between_sizes():
+    def stage(sec, rss):
+        return {"seconds": sec, "peak_rss_mb": rss}
+
+    rows = [
+        {
+            "interactions": n,
+            "ingest": stage(t, 100),
+            "ingest+validate": stage(2 * t, 120),
+            "cache": stage(t, 300),
+            "distill_epoch": stage(t, rss),
+        }  # fmt: skip
+        for n, t, rss in ((1000, 1.0, 400.0), (10000, 9.0, 440.0))
+    ]
+    result = {"full": False, "repeats": 1, "timings_s": {"total": 60}, "targets": [],
+              "machine": {"cpu": "x", "cores": 2, "torch": "2", "threads": 1},
+              "sections": {"scale": {"rows": rows, "interaction_growth": 10.0, "ingest_time_growth": 9.0,
+                                     "cache_time_growth": 9.0, "distill_epoch_time_growth": 9.0,
+                                     "distill_rss_growth": 1.1}}}  # fmt: skip
+    md = render_perf(result)
+    assert "| 10,000 | 9.0 | 18.0 | 9.0 | 9.0 | 100 / 120 / 300 / 440 |" in md
+    assert "distillation peak RSS x1.10" in md
