@@ -7,6 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shopdistill-installed
 PROFILE ?= demo
+# dev: pytest, ruff, import-linter; onnx: ONNX export + onnxruntime serving (tests skip without it)
+EXTRAS ?= dev,onnx
 
 # Quiet, offline-safe: no telemetry from Prefect, MLflow or anything honouring DO_NOT_TRACK.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -47,7 +49,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	@touch $@
 
 clean-runs:

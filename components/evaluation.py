@@ -1,8 +1,9 @@
 """Evaluate models on the validation or test split, and compare several side by side.
 
-``evaluate_model`` gives the full-ranking metrics of ``metrics.py``. ``compare_models`` adds what a
-deployment decision needs: parameter count, size on disk, CPU latency per request at batch 1 with one
-thread (p50/p99 over >= 1,000 requests, each a full-catalogue top-10) and throughput at batch 256.
+``evaluate_model`` gives the full-ranking metrics of ``metrics.py``; ``evaluate_scores`` the same for
+any scorer (e.g. an onnxruntime session, ``export.py``). ``compare_models`` adds what a deployment
+decision needs: parameter count, size on disk, CPU latency per request at batch 1 with one thread
+(p50/p99 over >= 1,000 requests, each a full-catalogue top-10) and throughput at batch 256.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,30 @@ def last_position_scores(model: nn.Module, inputs: torch.Tensor, lengths: torch.
     return model.scores(last)
 
 
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(inputs (B, L) right-padded, lengths (B,)) -> (B, I)`` next-item scores (column c = item c + 1)."""
+
+
+@torch.no_grad()
+def evaluate_scores(
+    score_fn: ScoreFn,
+    data: SequenceData,
+    split: str,
+    max_len: int,
+    *,
+    batch_size: int = 1024,
+    mask_history: bool = True,
+    ks=KS,
+) -> dict[str, float]:
+    """The metrics of :func:`evaluate_model` for any scorer (a torch model, an onnxruntime session)."""
+    acc = RankingAccumulator(data.n_items, data.train_counts[1:], ks)
+    for batch in data.iter_eval_batches(split, batch_size, max_len, mask_history):
+        scores = score_fn(batch.inputs, batch.lengths)
+        mask_seen(scores, batch.history_rows, batch.history_items - 1)
+        acc.update(scores, batch.targets - 1)
+    return acc.result()
+
+
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -45,13 +71,12 @@ def evaluate_model(
     """Full-ranking HR/NDCG/MRR@K, coverage@10 and popularity percentile@10 on ``split``."""
     was_training = model.training
     model.eval()
-    acc = RankingAccumulator(data.n_items, data.train_counts[1:], ks)
-    for batch in data.iter_eval_batches(split, batch_size, max_len, mask_history):
-        scores = last_position_scores(model, batch.inputs, batch.lengths)
-        mask_seen(scores, batch.history_rows, batch.history_items - 1)
-        acc.update(scores, batch.targets - 1)
+    result = evaluate_scores(
+        partial(last_position_scores, model), data, split, max_len,
+        batch_size=batch_size, mask_history=mask_history, ks=ks,
+    )  # fmt: skip
     model.train(was_training)
-    return acc.result()
+    return result
 
 
 def model_size_bytes(model: nn.Module) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +45,18 @@ class ShoppingGuide:
 
 @torch.no_grad()
 def recommend_for_user(
-    model: nn.Module, dataset: Dataset, raw_user_id: str, *, k: int = 10, max_len: int = 50, recent: int = 5
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    dataset: Dataset,
+    raw_user_id: str,
+    *,
+    k: int = 10,
+    max_len: int = 50,
+    recent: int = 5,
 ) -> ShoppingGuide:
-    """Top-``k`` new products for a user (raw id), scored on their whole history; seen items excluded."""
+    """Top-``k`` new products for a user (raw id), scored on their whole history; seen items excluded.
+
+    ``model``: a student, or any (B, L) -> (B, I) scorer such as ``export.OnnxScorer``.
+    """
     users = dataset.user_map
     match = users.loc[users["raw_user_id"] == str(raw_user_id), "user_id"]
     if match.empty:
@@ -57,7 +67,8 @@ def recommend_for_user(
     uid = int(match.iloc[0])
     inter = dataset.interactions
     seq = inter.loc[inter["user_id"] == uid, "item_id"].to_numpy(np.int64)
-    scores = NextItemScorer(model.eval())(torch.from_numpy(seq[-max_len:])[None])[0]  # (I,)
+    scorer = NextItemScorer(model.eval()) if isinstance(model, nn.Module) else model
+    scores = scorer(torch.from_numpy(seq[-max_len:])[None])[0]  # (I,)
     scores[torch.from_numpy(np.unique(seq) - 1)] = float("-inf")
     top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
     items = dataset.items.set_index("item_id")
