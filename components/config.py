@@ -276,6 +276,11 @@ class GateConfig(StrictModel):
 class RegistryConfig(StrictModel):
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or a SQLite file")
     model_name: str = "shopdistill-student"
+    onnx_export: bool = Field(
+        True,
+        description="log an ONNX export (fp32 + int8, components/export.py) with each registered version "
+        "when the [onnx] extra is installed",
+    )
 
 
 class RuntimeConfig(StrictModel):

@@ -11,7 +11,8 @@ records the champion it replaced on the registered model (tag ``previous_champio
 created, so no half-registered version is left behind.
 
 Serving loads a champion from its ``student/best.pt`` (a state dict + config, read with
-``torch.load(weights_only=True)``), not from a pickled model.
+``torch.load(weights_only=True)``), not from a pickled model, or from its ``onnx/`` folder (the ONNX
+export of ``components/export.py``: fp32 + int8 graphs, item map, manifest) with onnxruntime.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from components.config import RegistryConfig
 EXPERIMENT = "shopdistill"
 CHAMPION, CHALLENGER = "champion", "challenger"
 STUDENT_DIR = "student"
+ONNX_DIR = "onnx"
 PIP_REQUIREMENTS = ["torch>=2.4", "numpy>=1.26", "pandas>=2.2", "pyarrow>=16"]
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -42,6 +44,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked (no champion, unknown version, ...)."""
+
+
+class NoOnnxExportError(RegistryError):
+    """The version was registered without an ONNX export."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,10 @@ class Registry:
                 mlflow.log_artifact(str(path), artifact_path=STUDENT_DIR)
             return run.info.run_id
 
+    def log_onnx_export(self, run_id: str, folder: str | Path) -> None:
+        """The ONNX export folder (model.onnx, model.int8.onnx, items.parquet, export.json) under ``onnx/``."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path=ONNX_DIR)
+
     def log_student_model(self, run_id: str, module: Any, input_example: Any) -> None:
         """Log the student as an MLflow PyTorch model (exported graph) with signature + example."""
         import mlflow.pytorch
@@ -228,5 +238,18 @@ class Registry:
         dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="shopdistill-"))
         path = mlflow.artifacts.download_artifacts(
             artifact_uri=version.source, dst_path=str(dst), tracking_uri=self.uri
+        )
+        return Path(path)
+
+    def download_onnx(self, version: VersionInfo, dst: str | Path | None = None) -> Path:
+        """The version's ``onnx/`` export folder on local disk; :class:`NoOnnxExportError` if it has none."""
+        if not self.client.list_artifacts(version.run_id, ONNX_DIR):
+            raise NoOnnxExportError(
+                f"{self.name} v{version.version} has no ONNX export (registered without the [onnx] extra "
+                "or with registry.onnx_export=false); serve it with --engine torch"
+            )
+        dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="shopdistill-onnx-"))
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=ONNX_DIR, dst_path=str(dst), tracking_uri=self.uri
         )
         return Path(path)

@@ -4,11 +4,12 @@
     shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]  prepare + validate data
     shopdistill serve [--profile ...] [--cron "0 2 * * *"] [--timezone UTC]         schedule locally
     shopdistill promote VERSION | rollback                                          move the champion alias
-    shopdistill recommend --user ID [--k 10]                                        the shopping-guide view
+    shopdistill recommend --user ID [--k 10] [--engine torch|onnx|onnx-int8]       the shopping-guide view
     shopdistill bench quality [--profile beauty] [--students sasrec,gru] [--set key=value ...]
 
-Exit codes: 0 ok, 1 bad data / failed run, 2 bad config or usage, 3 the gate (or a benchmark target)
-was missed, 4 registry error (no champion, unknown version or user).
+Exit codes: 0 ok, 1 bad data / failed run, 2 bad config or usage (also ``--engine onnx*`` without the
+[onnx] extra or for a champion registered without an ONNX export), 3 the gate (or a benchmark target)
+was missed, 4 registry error (no champion, unknown version or user, a corrupt download).
 """
 
 from __future__ import annotations
@@ -199,14 +200,30 @@ def registry_command(args: argparse.Namespace, config: PipelineConfig) -> int:
             v = reg.rollback()
             print(f"champion rolled back to {v.name} v{v.version}")
         else:
-            return recommend(reg, args.user, args.k)
+            return recommend(reg, args.user, args.k, args.engine)
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
     return 0
 
 
-def recommend(reg, user: str, k: int) -> int:
+def _onnx_scorer(reg, champ, engine: str):
+    """The champion's ONNX export on onnxruntime; None (after saying why) when this engine cannot serve it."""
+    from components.export import ExportError, OnnxScorer, OnnxUnavailableError, require_onnx
+    from components.registry import NoOnnxExportError, RegistryError
+
+    try:
+        require_onnx("onnxruntime")
+        folder = reg.download_onnx(champ)
+        return OnnxScorer(folder, variant="int8" if engine == "onnx-int8" else "fp32")
+    except (OnnxUnavailableError, NoOnnxExportError) as exc:
+        print(f"error: --engine {engine}: {exc}", file=sys.stderr)
+        return None
+    except ExportError as exc:
+        raise RegistryError(f"the champion's ONNX export cannot be used: {exc}") from None
+
+
+def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
     from components.data.dataset import load_dataset
     from components.data.schema import DataSourceError
     from components.registry import RegistryError
@@ -216,19 +233,25 @@ def recommend(reg, user: str, k: int) -> int:
     champ = reg.champion()
     if champ is None:
         raise RegistryError(f"no champion registered for {reg.name!r} yet: run `shopdistill run` first")
-    folder = reg.download_student(champ)
-    model, cfg, _ = load_model(folder / "best.pt")
+    if engine == "torch":
+        model, cfg, _ = load_model(reg.download_student(champ) / "best.pt")
+        max_len, how = cfg.max_len, "champion"
+    else:
+        model = _onnx_scorer(reg, champ, engine)
+        if model is None:
+            return 2
+        max_len, how = model.max_len, f"champion, onnxruntime {model.variant}"
     try:
         dataset = load_dataset(champ.tags["dataset_uri"])
     except (KeyError, DataSourceError) as exc:
         raise RegistryError(f"the champion's dataset is not available here: {exc}") from None
     try:
-        guide = recommend_for_user(model, dataset, user, k=k, max_len=cfg.max_len)
+        guide = recommend_for_user(model, dataset, user, k=k, max_len=max_len)
     except UnknownUserError as exc:
         raise RegistryError(str(exc)) from None
     pd.set_option("display.width", 160)
     pd.set_option("display.max_colwidth", 60)
-    print(f"{champ.name} v{champ.version} (champion) for user {user}\n\nrecently viewed:")
+    print(f"{champ.name} v{champ.version} ({how}) for user {user}\n\nrecently viewed:")
     print(guide.history.to_string(index=False))
     print(f"\nrecommended for you (top {k}):")
     print(guide.recommendations.to_string(index=False))
@@ -253,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(rec)
     rec.add_argument("--user", required=True, help="the user's id as in the source data")
     rec.add_argument("--k", type=int, default=10)
+    rec.add_argument(
+        "--engine",
+        choices=("torch", "onnx", "onnx-int8"),
+        default="torch",
+        help="torch: the champion's best.pt; onnx / onnx-int8: its ONNX export on onnxruntime (the [onnx] extra)",
+    )
     data = sub.add_parser("data", help="dataset commands")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="prepare and validate a dataset")

@@ -1,4 +1,5 @@
-"""Registration: log the run to MLflow and register the candidate (champion only if the gate passed)."""
+"""Registration: export the candidate to ONNX, log the run to MLflow and register the candidate (champion
+only if the gate passed). The export comes first: if it fails, nothing is logged or registered."""
 
 from __future__ import annotations
 
@@ -6,17 +7,45 @@ import json
 from pathlib import Path
 
 import numpy as np
-from prefect import task
-from prefect.artifacts import create_link_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
 
-from components.artifacts import Handle
+from components.artifacts import Handle, sha256_json
 from components.config import PipelineConfig, config_hash
-from components.data.dataset import load_dataset
+from components.data.dataset import Dataset, load_dataset
+from components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
 from components.registry import Registry, metric_name
 from components.serving import NextItemScorer
 from components.training import load_model
 from tasks.policy import RETRY_DELAYS, components_version, retry_transient
+
+
+def _onnx_export(
+    config: PipelineConfig, ds: Dataset, dataset: Handle, candidate: Handle
+) -> ExportResult | None:
+    """The candidate's ONNX export (reused while student, data and code are the same), or None without the extra."""
+    log = get_run_logger()
+    if not config.registry.onnx_export:
+        log.info("registry.onnx_export is off: registering without an ONNX export")
+        return None
+    if not onnx_available():
+        log.warning(
+            "the [onnx] extra is not installed: registering without an ONNX export (%s)", INSTALL_HINT
+        )
+        return None
+    key = sha256_json({"student": candidate.sha256, "data": dataset.sha256, "code": components_version()})
+    result = export_student(candidate.uri, ds, config.runtime.root / "exports" / key[:12])
+    m = result.manifest
+    acc = m["int8"]["accuracy"]
+    create_markdown_artifact(
+        key="onnx-export",
+        markdown=f"ONNX export `{result.path}`{' (reused)' if result.reused else ''}: fp32 vs PyTorch max |diff| "
+        f"{m['parity']['max_abs_diff']:.2g} (atol {m['parity']['atol']:g}); int8 NDCG@10 {acc['int8']['NDCG@10']:.4f} "
+        f"vs fp32 {acc['fp32']['NDCG@10']:.4f} ({acc['delta']['NDCG@10']:+.5f}) on {acc['split']}",
+        description="ONNX export of the candidate (fp32 + int8)",
+    )
+    return result
 
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
@@ -46,6 +75,13 @@ def register(
         "gate_passed": str(gate.meta["passed"]).lower(),
     }
     ds = load_dataset(dataset.uri)
+    onnx = _onnx_export(config, ds, dataset, candidate)
+    tags["onnx_export"] = onnx.handle.sha256 if onnx else "none"
+    if onnx:
+        acc = onnx.manifest["int8"]["accuracy"]
+        metrics["onnx.parity_max_abs_diff"] = onnx.manifest["parity"]["max_abs_diff"]
+        metrics |= {f"onnx_int8.{metric_name(k)}": v for k, v in acc["int8"].items()}
+        metrics |= {f"onnx_int8.delta_{metric_name(k)}": v for k, v in acc["delta"].items()}
     artifacts = {p.name: p for p in run.glob("*") if p.suffix in (".json", ".md", ".png")}
     reg = Registry(config.registry, config.runtime.root)
     run_id = reg.log_run(
@@ -60,6 +96,8 @@ def register(
             "item_map.parquet": ds.path / "item_map.parquet",
         },  # fmt: skip
     )
+    if onnx:
+        reg.log_onnx_export(run_id, onnx.path)
     model, cfg, _ = load_model(candidate.uri)
     example = np.zeros((2, cfg.max_len), dtype=np.int64)  # batch 2: torch.export keeps the batch dynamic
     example[0, :3], example[1, :1] = [1, 2, 3], [1]
@@ -75,5 +113,11 @@ def register(
         version.source,
         candidate.sha256,
         "model_version",
-        {"name": version.name, "version": version.version, "aliases": version.aliases, "run_id": run_id},
+        {
+            "name": version.name,
+            "version": version.version,
+            "aliases": version.aliases,
+            "run_id": run_id,
+            "onnx_export": str(onnx.path) if onnx else None,
+        },
     )

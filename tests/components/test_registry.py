@@ -2,7 +2,15 @@ import mlflow
 import pytest
 
 from components.config import RegistryConfig
-from components.registry import CHALLENGER, CHAMPION, Registry, RegistryError, flatten, tracking_uri
+from components.registry import (
+    CHALLENGER,
+    CHAMPION,
+    NoOnnxExportError,
+    Registry,
+    RegistryError,
+    flatten,
+    tracking_uri,
+)
 
 
 @pytest.fixture
@@ -78,3 +86,20 @@ def test_failed_registration_leaves_no_version(registry, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [v.version for v in registry.versions()] == ["1"]
     assert registry.champion().version == "1"
+
+
+def test_an_onnx_export_is_logged_with_its_version(registry, tmp_path):
+    without = new_version(registry, tmp_path, champion=True)
+    with pytest.raises(NoOnnxExportError, match="v1 has no ONNX export"):
+        registry.download_onnx(without)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.onnx").write_bytes(b"graph")
+    (export / "export.json").write_text("{}")
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    run_id = registry.log_run(run_name="r", params={}, metrics={}, tags={}, artifacts={},
+                              student_files={"best.pt": tmp_path / "best.pt"})  # fmt: skip
+    registry.log_onnx_export(run_id, export)
+    version = registry.register(run_id, {}, make_champion=True)
+    folder = registry.download_onnx(version, tmp_path / "dl")
+    assert (folder / "model.onnx").read_bytes() == b"graph" and (folder / "export.json").is_file()

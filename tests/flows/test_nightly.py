@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
+import components.export as export
 import tasks.data as data_tasks
+import tasks.registration as registration_tasks
 import tasks.training as training_tasks
 from components.config import load_config
 from components.data.schema import DataSourceError
@@ -52,7 +54,15 @@ def run(config):
     return nightly_distillation(config=config, latency_requests=20, return_state=True)
 
 
-def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_stages(tmp_path, counted):
+def recommended_items(out: str) -> list[str]:
+    """The item column of the recommendations table that ``recommend`` prints."""
+    table = out.split("recommended for you")[1].splitlines()[2:]
+    return [line.split()[1] for line in table if line.strip()]
+
+
+def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_stages(
+    tmp_path, counted, capsys, monkeypatch
+):
     config = tiny_config(tmp_path)
     state = run(config)
     assert state.is_completed(), state.message
@@ -70,11 +80,30 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
         assert champion.tags[tag], tag
     folder = registry.download_student(champion, tmp_path / "dl")
     assert {"best.pt", "items.parquet", "item_map.parquet"} <= {p.name for p in folder.iterdir()}
+    onnx = registry.download_onnx(champion, tmp_path / "dl-onnx")  # the ONNX export rides with the version
+    assert {p.name for p in onnx.iterdir()} == {
+        "model.onnx",
+        "model.int8.onnx",
+        "items.parquet",
+        "export.json",
+    }
+    assert champion.tags["onnx_export"] != "none"
+    assert "onnx_int8.delta_NDCG_at_10" in registry.client.get_run(champion.run_id).data.metrics
 
-    # the shopping-guide view from the champion
-    assert (
-        cli(["recommend", "--user", "u0000003", "--k", "3", "--set", f"runtime.output_dir={tmp_path}"]) == 0
-    )
+    # the shopping-guide view from the champion: torch, and the same products from onnxruntime
+    where = ["--set", f"runtime.output_dir={tmp_path}"]
+    capsys.readouterr()
+    assert cli(["recommend", "--user", "u0000003", "--k", "3", *where]) == 0
+    by_torch = recommended_items(capsys.readouterr().out)
+    assert cli(["recommend", "--user", "u0000003", "--k", "3", "--engine", "onnx", *where]) == 0
+    out = capsys.readouterr().out
+    assert "(champion, onnxruntime fp32)" in out and recommended_items(out) == by_torch and len(by_torch) == 3
+    assert cli(["recommend", "--user", "u0000003", "--k", "3", "--engine", "onnx-int8", *where]) == 0
+    assert len(recommended_items(capsys.readouterr().out)) == 3
+    with monkeypatch.context() as m:  # without the [onnx] extra: a usage error that says what to install
+        m.setattr(export, "_installed", lambda name: False)
+        assert cli(["recommend", "--user", "u0000003", "--engine", "onnx", *where]) == 2
+        assert "pip install 'shopdistill[onnx]'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["recommend"])  # --user is required
     assert cli(["recommend", "--user", "nobody", "--set", f"runtime.output_dir={tmp_path}"]) == 4
@@ -95,10 +124,20 @@ def test_data_that_fails_validation_stops_before_training_and_registers_nothing(
     assert Registry(config.registry, tmp_path).versions() == []
 
 
-def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path):
+def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(registration_tasks, "onnx_available", lambda: False)  # as without the [onnx] extra
     config = tiny_config(tmp_path)
     assert run(config).is_completed()
     registry = Registry(config.registry, tmp_path)
+    assert registry.champion().tags["onnx_export"] == "none"  # registered all the same, without an export
+    capsys.readouterr()
+    assert (
+        cli(
+            ["recommend", "--user", "u0000003", "--engine", "onnx", "--set", f"runtime.output_dir={tmp_path}"]
+        )
+        == 2
+    )
+    assert "has no ONNX export" in capsys.readouterr().err
     strict = tiny_config(tmp_path, "gate.min_ratio_to_teacher=10")
     state = run(strict)
     assert state.is_failed() and state.name == "GateFailed"
