@@ -225,6 +225,12 @@ class TrainConfig(StrictModel):
 class TeacherConfig(StrictModel):
     model: ModelConfig = ModelConfig(d_model=128, n_layers=2, n_heads=2)
     train: TrainConfig = TrainConfig()
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="members trained with seeds seed..seed+n-1; their log-probabilities are averaged",
+    )
 
 
 class StudentConfig(StrictModel):

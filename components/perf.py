@@ -112,9 +112,9 @@ def _serve_worker(
     requests = _requests(data, max_len, n_requests)
     big = data.eval_batch(data.eval_users("test")[:256], "test", max_len, mask_history=False).inputs
     if kind == "torch":
-        from components.training import load_model
+        from components.training import load_teacher
 
-        model, _, _ = load_model(path)
+        model = load_teacher(path)  # a checkpoint or an ensemble record
         lengths_of = lambda x: (x != 0).sum(dim=1).clamp(min=1)  # noqa: E731
         with torch.no_grad():
             out = _latency(lambda x: last_position_scores(model, x, lengths_of(x)), requests, big, repeats)

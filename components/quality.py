@@ -14,13 +14,14 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from components.artifacts import Handle, sha256_json, write_json_atomic
-from components.config import DistillConfig, ModelConfig, PipelineConfig
+from components.config import DistillConfig, ModelConfig, PipelineConfig, TeacherConfig
 from components.data.dataset import load_dataset, prepare_dataset
 from components.distill.trainer import distill_student
 from components.evaluation import compare_models
@@ -28,7 +29,7 @@ from components.models import build_model
 from components.runtime import configure_torch
 from components.sequences import SequenceData
 from components.soft_labels import build_soft_labels
-from components.training import TrainResult, fit, load_model
+from components.training import ENSEMBLE_FILE, TrainResult, fit, load_teacher, write_ensemble
 
 
 def _targets(rows: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -46,6 +47,24 @@ def _targets(rows: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> l
     return out
 
 
+@dataclass
+class TeacherRun:
+    """A trained teacher: one model, or an ensemble recorded in ``ensemble.json``."""
+
+    checkpoint: Path  # best.pt, or the ensemble record
+    checkpoint_sha256: str  # the checkpoint's digest, or the ensemble's (its members' digests)
+    members: list[TrainResult]
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The first member's epochs (each member's are in ``members``)."""
+        return self.members[0].history
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(h["seconds"] for m in self.members for h in m.history)
+
+
 def train_teacher(
     config: PipelineConfig,
     data: SequenceData,
@@ -53,22 +72,45 @@ def train_teacher(
     seed: int,
     *,
     log: Callable[[str], None] = print,
-) -> tuple[torch.nn.Module, TrainResult]:
-    """Train (or reuse, or resume) the teacher; stored by dataset digest, teacher config and seed."""
-    t_cfg = config.teacher
-    key = sha256_json({"data": dataset_digest, "teacher": t_cfg.model_dump(), "seed": seed})
-    out = config.runtime.root / "teachers" / f"{config.data.name}-{key[:12]}"
-    torch.manual_seed(seed)
-    teacher = build_model(t_cfg.model, data.n_items)
-    result = fit(teacher, data, t_cfg.model, t_cfg.train, out, seed=seed, threads=config.runtime.threads,
-                 fingerprint=key, log=log, name="teacher")  # fmt: skip
-    teacher, _, _ = load_model(result.checkpoint)
-    return teacher, result
+) -> tuple[torch.nn.Module, TeacherRun]:
+    """Train (or reuse, or resume) the configured teacher (see :func:`train_teacher_models`)."""
+    return train_teacher_models(config.teacher, data, dataset_digest, config.runtime.root, config.data.name, seed,
+                                threads=config.runtime.threads, log=log)  # fmt: skip
+
+
+def train_teacher_models(
+    t_cfg: TeacherConfig, data: SequenceData, dataset_digest: str, root: Path, data_name: str, seed: int, *,
+    threads: int = 1, log: Callable[[str], None] = print,
+) -> tuple[torch.nn.Module, TeacherRun]:  # fmt: skip
+    """Train (or reuse, or resume) the teacher; stored by dataset digest, teacher config and seed.
+
+    With ``ensemble = n`` the members are the single teachers of seeds ``seed .. seed+n-1`` (so a
+    member is shared with the ensembles and single runs that contain it). The nightly flow and the
+    benchmarks store teachers the same way, so they reuse each other's.
+    """
+    single = t_cfg.model_dump(exclude={"ensemble"})  # a member's key ignores the ensemble size
+    results = []
+    for member_seed in range(seed, seed + t_cfg.ensemble):
+        key = sha256_json({"data": dataset_digest, "teacher": single, "seed": member_seed})
+        out = Path(root) / "teachers" / f"{data_name}-{key[:12]}"
+        torch.manual_seed(member_seed)
+        model = build_model(t_cfg.model, data.n_items)
+        name = "teacher" if t_cfg.ensemble == 1 else f"teacher-{member_seed - seed + 1}of{t_cfg.ensemble}"
+        results.append(fit(model, data, t_cfg.model, t_cfg.train, out, seed=member_seed, threads=threads,
+                           fingerprint=key, log=log, name=name))  # fmt: skip
+    if t_cfg.ensemble == 1:
+        run = TeacherRun(results[0].checkpoint, results[0].checkpoint_sha256, results)
+    else:
+        members_key = sha256_json([r.checkpoint_sha256 for r in results])[:12]
+        record = Path(root) / "teachers" / f"{data_name}-ensemble-{members_key}"
+        digest = write_ensemble(record, [(r.checkpoint, r.checkpoint_sha256) for r in results])
+        run = TeacherRun(record / ENSEMBLE_FILE, digest, results)
+    return load_teacher(run.checkpoint), run
 
 
 def cache_soft_labels(
     config: PipelineConfig, data: SequenceData, dataset_digest: str, teacher: torch.nn.Module,
-    t_result: TrainResult, *, top_k: int | None = None, cache_hidden: bool | None = None,
+    t_result: TeacherRun, *, top_k: int | None = None, cache_hidden: bool | None = None,
 ) -> tuple[Handle, dict[str, Any], bool]:  # fmt: skip
     """The teacher's soft labels for every training position (reused when digests match)."""
     d_cfg = config.distill
@@ -160,6 +202,7 @@ def run_quality_benchmark(
         # summed from the epoch records, so a reused (already trained) model still reports its cost
         report.rows[name]["train_seconds"] = round(sum(h["seconds"] for h in hist), 1)
         report.rows[name]["valid_NDCG@10"] = max((h["valid"]["NDCG@10"] for h in hist), default=0.0)
+    report.rows["teacher"]["train_seconds"] = round(t_result.train_seconds, 1)  # every member
     t_params = report.rows["teacher"]["params"]
     for row in report.rows.values():
         row["param_ratio_to_teacher"] = t_params / row["params"]

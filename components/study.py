@@ -33,6 +33,7 @@ from components.models import build_model, count_parameters
 from components.quality import cache_soft_labels, train_student, train_teacher
 from components.runtime import configure_torch
 from components.sequences import SequenceData
+from components.training import load_model
 
 METRICS = ("NDCG@10", "HR@10", "MRR@10", "coverage@10", "popularity_pct@10")
 
@@ -156,7 +157,21 @@ def run_study(
                 "params": count_parameters(teacher),
                 "valid": evaluate_model(teacher, data, "valid", config.teacher.model.max_len),
                 "test": evaluate_model(teacher, data, "test", config.teacher.model.max_len),
-                "train_seconds": sum(h["seconds"] for h in t_result.history),
+                "train_seconds": t_result.train_seconds,
+                "members": [
+                    {
+                        "seed": t_seed + i,
+                        **{
+                            split: evaluate_model(
+                                load_model(m.checkpoint)[0], data, split, config.teacher.model.max_len
+                            )
+                            for split in ("valid", "test")
+                        },
+                    }
+                    for i, m in enumerate(t_result.members)
+                ]
+                if len(t_result.members) > 1
+                else [],
                 "wall_seconds": time.perf_counter() - t0,
             }
         cache = teachers[t_seed]["cache"]
@@ -228,7 +243,14 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_s
         "train_seconds": _summary([t["train_seconds"] for t in t_rows]),
         "latency_p99_ms": latency["teacher"]["latency_p99_ms"],
         "seeds": list(teachers),
+        "ensemble": config.teacher.ensemble,
     }
+    members = [m for t in t_rows for m in t["members"]]
+    if members:  # each member alone: the single-model teachers the ensemble is made of
+        teacher["members"] = {
+            split: {m: _summary([x[split][m] for x in members]) for m in METRICS}
+            for split in ("valid", "test")
+        }
     d = config.student.model.d_model
     kd_rows = [n for n, r in rows.items() if r["kd"] and r["arch"] == "sasrec" and r["d_model"] == d]
     chosen = max(kd_rows, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"]) if kd_rows else None
@@ -285,6 +307,13 @@ def render_study(result: dict[str, Any]) -> str:
         f"{_fmt(t['test']['HR@10'])} | {t['test']['coverage@10']['mean']:.3f} | {t['test']['popularity_pct@10']['mean']:.3f} "
         f"| | {t['train_seconds']['mean']:.0f} | {t['latency_p99_ms']:.2f} |",
     ]
+    if "members" in t:
+        mem = t["members"]
+        lines.append(
+            f"| teacher members alone ({t['ensemble']} seeds) | | {t['params'] // t['ensemble']:,} each | "
+            f"{_fmt(mem['valid']['NDCG@10'])} | {_fmt(mem['test']['NDCG@10'])} | {_fmt(mem['test']['HR@10'])} | "
+            f"{mem['test']['coverage@10']['mean']:.3f} | {mem['test']['popularity_pct@10']['mean']:.3f} | | | |"
+        )
     for name, r in result["rows"].items():
         lines.append(
             f"| {name} | {r['group']} | {r['params']:,} | {_fmt(r['valid']['NDCG@10'])} | {_fmt(r['test']['NDCG@10'])} | "

@@ -8,6 +8,7 @@ budget checked inside the loop, and a clear error when the loss stops being fini
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.artifacts import sha256_file
+from components.artifacts import sha256_file, sha256_json
 from components.config import ModelConfig, TrainConfig
 from components.evaluation import evaluate_model
 from components.linear_ce import linear_softmax_loss
@@ -98,6 +99,48 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, cfg, blob.get("meta", {})
+
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def write_ensemble(path: str | Path, members: list[tuple[Path, str]]) -> str:
+    """Record an ensemble teacher as ``path/ensemble.json`` (member checkpoints and digests).
+
+    Returns the ensemble's digest: the sha256 of its members' digests in order.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    digests = [d for _, d in members]
+    digest = sha256_json({"ensemble": digests})
+    body = {"members": [{"checkpoint": str(p), "sha256": d} for p, d in members], "digest": digest}
+    tmp = path / (ENSEMBLE_FILE + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2))
+    tmp.replace(path / ENSEMBLE_FILE)
+    return digest
+
+
+def load_teacher(path: str | Path) -> nn.Module:
+    """A teacher checkpoint (``best.pt``) or an ensemble record (``ensemble.json`` or its folder).
+
+    Every member's checkpoint digest is checked against the record, so a retrained member is noticed.
+    """
+    from components.models.ensemble import Ensemble
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / ENSEMBLE_FILE
+    if path.name != ENSEMBLE_FILE:
+        return load_model(path)[0]
+    body = json.loads(path.read_text())
+    members = []
+    for m in body["members"]:
+        if sha256_file(m["checkpoint"]) != m["sha256"]:
+            raise ValueError(
+                f"ensemble member {m['checkpoint']} changed since {path} was written; retrain the teacher"
+            )
+        members.append(load_model(m["checkpoint"])[0])
+    return Ensemble(members).eval()
 
 
 def fit(

@@ -16,7 +16,7 @@ from components.gate import decide
 from components.registry import Registry
 from components.reporting import comparison_bars, learning_curves
 from components.sequences import SequenceData
-from components.training import load_model
+from components.training import load_model, load_teacher
 from tasks.policy import RETRY_DELAYS, retry_transient
 
 
@@ -48,7 +48,8 @@ def evaluate(
     run = Path(run_dir)
     data = SequenceData.from_dataset(load_dataset(dataset.uri))
     models = {}
-    for name, handle in (("teacher", teacher), ("student-kd", candidate), ("student-nokd", baseline)):
+    models["teacher"] = (load_teacher(teacher.uri), teacher.meta["max_len"])  # a checkpoint or an ensemble
+    for name, handle in (("student-kd", candidate), ("student-nokd", baseline)):
         model, cfg, _ = load_model(handle.uri)
         models[name] = (model, cfg.max_len)
     champion, note = _champion(registry, runtime, run, data.n_items)

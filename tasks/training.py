@@ -16,10 +16,10 @@ from components.artifacts import Handle, sha256_json
 from components.config import DistillConfig, RuntimeConfig, StudentConfig, TeacherConfig
 from components.data.dataset import load_dataset
 from components.distill.trainer import distill_student as train_student
-from components.models import build_model
+from components.quality import train_teacher_models
 from components.sequences import SequenceData
 from components.soft_labels import build_soft_labels
-from components.training import fit, load_model
+from components.training import load_teacher
 from tasks.policy import RETRY_DELAYS, content_cache_key, retry_transient
 
 EXPENSIVE = dict(
@@ -41,20 +41,20 @@ def _history_table(history: list[dict]) -> str:
 @task(**EXPENSIVE)
 def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig) -> Handle:
     data = SequenceData.from_dataset(load_dataset(dataset.uri))
-    key = sha256_json({"data": dataset.sha256, "teacher": teacher.model_dump(), "seed": runtime.seed})
-    out = runtime.root / "teachers" / f"{Path(dataset.uri).name}-{key[:12]}"
-    model = build_model(teacher.model, data.n_items)
-    result = fit(model, data, teacher.model, teacher.train, out, seed=runtime.seed, threads=runtime.threads,
-                 fingerprint=key, name="teacher")  # fmt: skip
+    name = dataset.meta.get("name") or Path(dataset.uri).name
+    _, run = train_teacher_models(teacher, data, dataset.sha256, runtime.root, name, runtime.seed,
+                                  threads=runtime.threads)  # fmt: skip
+    best = [m.best_valid["NDCG@10"] for m in run.members]
     create_markdown_artifact(
         key="teacher-metrics",
-        markdown=f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers: best "
-        f"validation NDCG@10 {result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} "
-        f"({result.stopped}, {result.seconds:.0f} s)\n\n" + _history_table(result.history),
+        markdown=f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers"
+        f"{f', ensemble of {teacher.ensemble}' if teacher.ensemble > 1 else ''}: best validation NDCG@10 "
+        f"{', '.join(f'{b:.4f}' for b in best)} ({run.train_seconds:.0f} s of training)\n\n"
+        + _history_table(run.history),
         description="Teacher training",
     )
-    return Handle(str(result.checkpoint), result.checkpoint_sha256, "teacher",
-                  {"history": result.history, "max_len": teacher.model.max_len})  # fmt: skip
+    return Handle(str(run.checkpoint), run.checkpoint_sha256, "teacher",
+                  {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble})  # fmt: skip
 
 
 @task(**EXPENSIVE)
@@ -62,10 +62,10 @@ def cache_soft_labels(
     dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig
 ) -> Handle:
     data = SequenceData.from_dataset(load_dataset(dataset.uri))
-    model, cfg, _ = load_model(teacher.uri)
+    model = load_teacher(teacher.uri)  # a checkpoint or an ensemble record
     handle, manifest, reused = build_soft_labels(
         model, data, runtime.root, teacher_digest=teacher.sha256, dataset_digest=dataset.sha256,
-        max_len=cfg.max_len, top_k=distill.top_k, logits_dtype=distill.logits_dtype,
+        max_len=teacher.meta["max_len"], top_k=distill.top_k, logits_dtype=distill.logits_dtype,
         cache_hidden=distill.cache_hidden,
     )  # fmt: skip
     create_markdown_artifact(

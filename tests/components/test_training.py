@@ -160,3 +160,57 @@ def test_sampled_softmax_masks_accidental_hits():
     batch = TrainBatch(np.array([0]), inputs, torch.tensor([[2, 3, 1]]), inputs != 0, torch.arange(3)[None])
     loss, _ = hard_label_loss(model, sampled_negatives=50)(batch)
     assert torch.isfinite(loss)
+
+
+def test_ensemble_averages_member_log_probabilities_and_round_trips(tiny_data, tmp_path):
+    import torch.nn.functional as F
+
+    from components.models.ensemble import Ensemble
+    from components.training import load_teacher, save_model, write_ensemble
+
+    members = []
+    for seed, d in ((0, 8), (1, 16)):  # members may differ in width
+        torch.manual_seed(seed)
+        members.append(build_model(MODEL.model_copy(update={"d_model": d}), tiny_data.n_items).eval())
+    ens = Ensemble(members).eval()
+    items = torch.tensor([[3, 5, 7, 0], [2, 0, 0, 0]])
+    with torch.no_grad():
+        out = ens(items)
+        assert out.hidden.shape == (2, 4, 24)
+        got = ens.scores(out.hidden)
+        want = sum(F.log_softmax(m.scores(m(items).hidden), dim=-1) for m in members) / 2
+    torch.testing.assert_close(got, want)
+    paths = []
+    for i, m in enumerate(members):
+        cfg = MODEL.model_copy(update={"d_model": m.d_model})
+        paths.append((tmp_path / f"m{i}.pt", save_model(tmp_path / f"m{i}.pt", m, cfg, tiny_data.n_items)))
+    digest = write_ensemble(tmp_path / "ens", paths)
+    assert digest == write_ensemble(tmp_path / "again", paths)  # a function of the members only
+    loaded = load_teacher(tmp_path / "ens")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.scores(loaded(items).hidden), got)
+    save_model(
+        paths[1][0], members[0], MODEL.model_copy(update={"d_model": 8}), tiny_data.n_items
+    )  # member replaced
+    with pytest.raises(ValueError, match="changed since"):
+        load_teacher(tmp_path / "ens")
+
+
+def test_ensemble_teacher_trains_members_once_and_caches_soft_labels(tiny_data, tmp_path):
+    from components.config import TeacherConfig
+    from components.models.ensemble import Ensemble
+    from components.quality import train_teacher_models
+
+    t_cfg = TeacherConfig(model=MODEL, train=TrainConfig(epochs=1, batch_size=64), ensemble=2)
+    teacher, run = train_teacher_models(
+        t_cfg, tiny_data, "d" * 64, tmp_path, "tiny", seed=3, log=lambda _: None
+    )
+    assert isinstance(teacher, Ensemble) and len(run.members) == 2 and run.checkpoint.name == "ensemble.json"
+    # a single teacher of seed 4 is the ensemble's second member: reused, not retrained
+    lines = []
+    single_cfg = t_cfg.model_copy(update={"ensemble": 1})
+    _, single = train_teacher_models(
+        single_cfg, tiny_data, "d" * 64, tmp_path, "tiny", seed=4, log=lines.append
+    )
+    assert single.checkpoint_sha256 == run.members[1].checkpoint_sha256
+    assert not any("loss" in line for line in lines)
