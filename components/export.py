@@ -77,8 +77,8 @@ class ExportError(RuntimeError):
     """An export cannot be written or used: parity failed, a file is missing or does not match."""
 
 
-class OnnxUnavailableError(ExportError):
-    """The optional ``[onnx]`` extra is not installed."""
+class OnnxUnavailableError(ExportError, ImportError):
+    """The optional ``[onnx]`` extra is not installed (an ImportError too, for callers that skip on it)."""
 
 
 def _installed(module: str) -> bool:
@@ -133,7 +133,7 @@ class ExportResult:
 
     @property
     def handle(self) -> Handle:
-        meta = {"parity_max_abs_diff": self.manifest["parity"]["max_abs_diff"], "reused": self.reused}
+        meta = {"parity_max_abs_diff": self.manifest["parity_max_abs_diff"], "reused": self.reused}
         if self.manifest["int8"].get("accuracy"):
             meta["int8_delta"] = self.manifest["int8"]["accuracy"]["delta"]
         return Handle(str(self.path), sha256_dir(self.path), KIND, meta)
@@ -281,7 +281,7 @@ def export_onnx(
     model: nn.Module,
     out_dir: str | Path,
     *,
-    item_map: pd.DataFrame,
+    item_ids: pd.DataFrame,
     max_len: int,
     catalog: pd.DataFrame | None = None,
     opset: int = DEFAULT_OPSET,
@@ -294,14 +294,14 @@ def export_onnx(
     overwrite: bool = False,
 ) -> ExportResult:
     """Export ``model`` (a student: ``forward`` -> hidden states, ``scores``) to ``out_dir`` (see the module
-    docstring). ``item_map``: the dataset's ``item_id -> raw_item_id``; ``catalog``: its items table.
+    docstring). ``item_ids``: the dataset's item map (``item_id -> raw_item_id``); ``catalog``: its items table.
     With ``eval_data`` the int8 accuracy cost is measured on ``eval_split`` and kept in the manifest."""
     require_onnx()
     module = WindowedScorer(model, max_len).eval()
     batches = parity_batches(module.catalogue.shape[1], max_len)
     expected = _torch_scores(module, batches)
     n_items = expected[0].shape[1]
-    items = _item_table(item_map, n_items, catalog)
+    items = _item_table(item_ids, n_items, catalog)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         fp32, int8 = tmp / MODEL_FILES["fp32"], tmp / MODEL_FILES["int8"]
         _export_graph(module, fp32, opset)
@@ -333,7 +333,9 @@ def export_onnx(
             "models": dict(MODEL_FILES),
             "items": ITEMS_FILE,
             "versions": _versions(),
-            "parity": {"atol": atol, "max_abs_diff": max(diffs), "shapes": [list(b.shape) for b in batches]},
+            "parity_atol": atol,
+            "parity_max_abs_diff": max(diffs),
+            "parity_shapes": [list(b.shape) for b in batches],
             "int8": {
                 "method": "onnxruntime.quantization.quantize_dynamic",
                 "weight_type": "QInt8",
@@ -373,20 +375,19 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
 class OnnxScorer:
     """An exported student on onnxruntime: (B, L) right-padded item ids -> (B, I) float32 scores.
 
-    Checks the folder's checksums first. ``variant``: ``fp32`` or ``int8``; ``threads``: onnxruntime
-    intra-op threads (1 suits a busy or small machine and a latency-bound server).
+    Checks the folder's checksums first. ``quantized``: the int8 graph instead of fp32; ``threads``:
+    onnxruntime intra-op threads (1 suits a busy or small machine and a latency-bound server).
     """
 
-    def __init__(self, folder: str | Path, *, variant: str = "fp32", threads: int = 1):
-        if variant not in MODEL_FILES:
-            raise ValueError(f"unknown variant {variant!r}: {', '.join(MODEL_FILES)}")
+    def __init__(self, folder: str | Path, *, quantized: bool = False, threads: int = 1):
         require_onnx("onnxruntime")
         self.path = Path(folder)
         self.manifest = load_manifest(self.path)
-        self.variant = variant
+        self.variant = "int8" if quantized else "fp32"
+        self.model_path = self.path / self.manifest["models"][self.variant]
         self.max_len = int(self.manifest["max_len"])
         self.n_items = int(self.manifest["n_items"])
-        self.session = _session(self.path / self.manifest["models"][variant], threads)
+        self.session = _session(self.model_path, threads)
         self._items: pd.DataFrame | None = None
 
     @property
@@ -420,16 +421,23 @@ class OnnxScorer:
 
 
 def evaluate_onnx(
-    scorer: OnnxScorer, data: SequenceData, split: str, *, batch_size: int = 1024, ks=KS
+    scorer: OnnxScorer,
+    data: SequenceData,
+    split: str,
+    max_len: int | None = None,
+    *,
+    batch_size: int = 1024,
+    ks=KS,
 ) -> dict[str, float]:
-    """The full-ranking metrics of ``evaluation.evaluate_model``, scored by onnxruntime."""
-    return evaluate_scores(lambda inputs, _: scorer(inputs), data, split, scorer.max_len,
+    """The full-ranking metrics of ``evaluation.evaluate_model``, scored by onnxruntime (inputs cut to
+    ``max_len``, by default the export's)."""
+    return evaluate_scores(lambda inputs, _: scorer(inputs), data, split, max_len or scorer.max_len,
                            batch_size=batch_size, ks=ks)  # fmt: skip
 
 
 def int8_accuracy(folder: str | Path, data: SequenceData, split: str = "test") -> dict[str, Any]:
     """fp32 vs int8 metrics of an export on ``split``: what the quantization costs."""
-    fp32, int8 = (evaluate_onnx(OnnxScorer(folder, variant=v), data, split) for v in ("fp32", "int8"))
+    fp32, int8 = (evaluate_onnx(OnnxScorer(folder, quantized=q), data, split) for q in (False, True))
     return {
         "split": split,
         "users": int(fp32["users"]),
@@ -457,6 +465,6 @@ def export_student(
     source |= {"arch": cfg.arch, "d_model": cfg.d_model}
     data = SequenceData.from_dataset(dataset) if eval_split else None
     return export_onnx(
-        model, out, item_map=dataset.item_map, catalog=dataset.items, max_len=cfg.max_len,
+        model, out, item_ids=dataset.item_map, catalog=dataset.items, max_len=cfg.max_len,
         eval_data=data, eval_split=eval_split or "test", source=source, overwrite=True,
     )  # fmt: skip

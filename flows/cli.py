@@ -215,7 +215,7 @@ def _onnx_scorer(reg, champ, engine: str):
     try:
         require_onnx("onnxruntime")
         folder = reg.download_onnx(champ)
-        return OnnxScorer(folder, variant="int8" if engine == "onnx-int8" else "fp32")
+        return OnnxScorer(folder, quantized=engine == "onnx-int8")
     except (OnnxUnavailableError, NoOnnxExportError) as exc:
         print(f"error: --engine {engine}: {exc}", file=sys.stderr)
         return None

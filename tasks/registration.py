@@ -41,7 +41,7 @@ def _onnx_export(
     create_markdown_artifact(
         key="onnx-export",
         markdown=f"ONNX export `{result.path}`{' (reused)' if result.reused else ''}: fp32 vs PyTorch max |diff| "
-        f"{m['parity']['max_abs_diff']:.2g} (atol {m['parity']['atol']:g}); int8 NDCG@10 {acc['int8']['NDCG@10']:.4f} "
+        f"{m['parity_max_abs_diff']:.2g} (atol {m['parity_atol']:g}); int8 NDCG@10 {acc['int8']['NDCG@10']:.4f} "
         f"vs fp32 {acc['fp32']['NDCG@10']:.4f} ({acc['delta']['NDCG@10']:+.5f}) on {acc['split']}",
         description="ONNX export of the candidate (fp32 + int8)",
     )
@@ -79,7 +79,7 @@ def register(
     tags["onnx_export"] = onnx.handle.sha256 if onnx else "none"
     if onnx:
         acc = onnx.manifest["int8"]["accuracy"]
-        metrics["onnx.parity_max_abs_diff"] = onnx.manifest["parity"]["max_abs_diff"]
+        metrics["onnx.parity_max_abs_diff"] = onnx.manifest["parity_max_abs_diff"]
         metrics |= {f"onnx_int8.{metric_name(k)}": v for k, v in acc["int8"].items()}
         metrics |= {f"onnx_int8.delta_{metric_name(k)}": v for k, v in acc["delta"].items()}
     artifacts = {p.name: p for p in run.glob("*") if p.suffix in (".json", ".md", ".png")}

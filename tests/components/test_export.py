@@ -58,7 +58,7 @@ def exported(request, onnx_extra, tiny_dataset, tiny_data, tmp_path_factory):
         return request.getfixturevalue("sasrec_export")
     model, _ = student("gru", tiny_data.n_items)
     out = tmp_path_factory.mktemp("export-gru") / "onnx"
-    export_onnx(model, out, item_map=tiny_dataset.item_map, catalog=tiny_dataset.items, max_len=MAX_LEN,
+    export_onnx(model, out, item_ids=tiny_dataset.item_map, catalog=tiny_dataset.items, max_len=MAX_LEN,
                 eval_data=tiny_data)  # fmt: skip
     return "gru", model, out
 
@@ -97,8 +97,8 @@ def test_manifest_describes_the_export(exported, tiny_data):
     )
     assert set(m["versions"]) == {"torch", "onnx", "onnxruntime", "onnxscript"}
     assert set(m["files"]) == {"model.onnx", "model.int8.onnx", "items.parquet"}
-    assert 0 <= m["parity"]["max_abs_diff"] <= 1e-4
-    assert [1, 1] in m["parity"]["shapes"] and [3, MAX_LEN + 7] in m["parity"]["shapes"]
+    assert 0 <= m["parity_max_abs_diff"] <= 1e-4
+    assert [1, 1] in m["parity_shapes"] and [3, MAX_LEN + 7] in m["parity_shapes"]
     int8 = m["int8"]
     # the big catalogue MatMul and the item-embedding table are int8; the GRU cell stays fp32
     assert int8["catalogue_matmul_int8"] and int8["item_embedding_int8"]
@@ -109,7 +109,7 @@ def test_manifest_describes_the_export(exported, tiny_data):
 
 def test_int8_runs_and_mostly_agrees_with_fp32(exported, tiny_data):
     _, _, folder = exported
-    fp32, int8 = OnnxScorer(folder), OnnxScorer(folder, variant="int8", threads=2)
+    fp32, int8 = OnnxScorer(folder), OnnxScorer(folder, quantized=True, threads=2)
     batch = tiny_data.eval_batch(tiny_data.eval_users("test")[:64], "test", MAX_LEN, mask_history=False)
     a, b = fp32.scores(batch.inputs.numpy()), int8.scores(batch.inputs.numpy())
     top_a, top_b = np.argsort(-a, axis=1)[:, :10], np.argsort(-b, axis=1)[:, :10]
@@ -122,7 +122,7 @@ def test_int8_runs_and_mostly_agrees_with_fp32(exported, tiny_data):
 def test_onnx_evaluation_uses_the_same_metrics_as_torch(exported, tiny_data):
     _, model, folder = exported
     expected = evaluate_model(model, tiny_data, "test", MAX_LEN)
-    got = evaluate_onnx(OnnxScorer(folder), tiny_data, "test")
+    got = evaluate_onnx(OnnxScorer(folder), tiny_data, "test", MAX_LEN)
     for key in ("NDCG@10", "HR@10", "MRR@20", "coverage@10", "users"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
 
@@ -186,16 +186,17 @@ def test_failed_parity_leaves_no_folder(exported, tiny_dataset, tiny_data, tmp_p
     other, _ = student(arch, tiny_data.n_items, seed=1)
     out = tmp_path / "onnx"
     with pytest.raises(ExportError, match="does not reproduce PyTorch"):
-        export_onnx(other, out, item_map=tiny_dataset.item_map, max_len=MAX_LEN)
+        export_onnx(other, out, item_ids=tiny_dataset.item_map, max_len=MAX_LEN)
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a partial one
     with pytest.raises(ExportError, match="item map does not match the model"):
-        export_onnx(other, out, item_map=tiny_dataset.item_map.iloc[:-1], max_len=MAX_LEN)
+        export_onnx(other, out, item_ids=tiny_dataset.item_map.iloc[:-1], max_len=MAX_LEN)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_extra_names_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setattr(export, "_installed", lambda name: name != "onnxruntime")
     assert not export.onnx_available()
+    assert issubclass(OnnxUnavailableError, ImportError)  # callers may skip on ImportError
     with pytest.raises(
         OnnxUnavailableError, match=r"onnxruntime missing\): pip install 'shopdistill\[onnx\]'"
     ):
