@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # A busy 2-core machine needs more than Prefect's default 20 s to start its temporary server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: run test lint bench-quality serve clean-runs
+.PHONY: run test lint bench bench-full bench-quality bench-study bench-study-full serve clean-runs
 
 run: $(STAMP)
 	$(BIN)/shopdistill run --profile $(PROFILE)
@@ -34,6 +34,18 @@ serve: $(STAMP)
 # Teacher vs. student with/without KD on ../shared/data/amazon-beauty (about 30-45 min on 2 cores).
 bench-quality: $(STAMP)
 	$(BIN)/shopdistill bench quality --profile beauty $(BENCH_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/shopdistill bench speed --profile beauty $(BENCH_ARGS)
+
+bench-full: $(STAMP)
+	$(BIN)/shopdistill bench speed --profile beauty --full $(BENCH_ARGS)
+
+bench-study: $(STAMP)
+	$(BIN)/shopdistill bench study --profile beauty $(BENCH_ARGS)
+
+bench-study-full: $(STAMP)
+	$(BIN)/shopdistill bench study --profile beauty --full $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,8 @@
     shopdistill promote VERSION | rollback                                          move the champion alias
     shopdistill recommend --user ID [--k 10] [--engine torch|onnx|onnx-int8]       the shopping-guide view
     shopdistill bench quality [--profile beauty] [--students sasrec,gru] [--set key=value ...]
+    shopdistill bench study [--profile beauty] [--full] [--seeds 0,1,2] [--recipe]      the distillation study
+    shopdistill bench speed [--profile beauty] [--full] [--only serving,scale,...]       performance benchmark
 
 Exit codes: 0 ok, 1 bad data / failed run, 2 bad config or usage (also ``--engine onnx*`` without the
 [onnx] extra or for a champion registered without an ONNX export), 3 the gate (or a benchmark target)
@@ -131,6 +133,69 @@ def bench_quality(config: PipelineConfig, students: tuple[str, ...], requests: i
     out = _run_dir(config, "bench-quality")
     try:
         result = run_quality_benchmark(config, out, students=students, requests=requests)
+    except (DataSourceError, DataValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print((out / "report.md").read_text())
+    print(f"report: {out / 'report.json'} and {out / 'report.md'}")
+    return 0 if all(t["passed"] for t in result["targets"]) else 3
+
+
+def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """The distillation study (quick grid, or every group with --full) over seeds; JSON + markdown + plots."""
+    from components.data.schema import DataSourceError
+    from components.study import run_study
+    from components.validation import DataValidationError
+
+    try:
+        if args.recipe:
+            config = _with_recipe(config, args)
+        out = _run_dir(config, "bench-study")
+        result = run_study(config, out, seeds=tuple(int(s) for s in args.seeds.split(",")), full=args.full,
+                           requests=args.requests)  # fmt: skip
+    except (DataSourceError, DataValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print((out / "study.md").read_text())
+    print(f"report: {out / 'study.json'}, {out / 'study.md'} and plots in {out}")
+    return 0 if all(c["passed"] for c in result["checks"]) else 3
+
+
+def _with_recipe(config: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
+    """Model sizes from the dataset's statistics; settings given with --set still win."""
+    from components.data.dataset import load_dataset, prepare_dataset
+    from components.recipe import dataset_stats, suggest
+    from components.sequences import SequenceData
+
+    prepared = prepare_dataset(config.data, config.runtime.root)
+    stats = dataset_stats(SequenceData.from_dataset(load_dataset(prepared.handle.uri)))
+    explicit = {item.split("=", 1)[0] for item in args.overrides}
+    chosen = {k: v for k, v in suggest(stats).items() if k not in explicit}
+    print("recipe: " + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f" (from {stats})")
+    profile = args.profile if args.profile or args.config else "beauty"
+    return load_config(
+        args.config, profile=profile, overrides=[*(f"{k}={v}" for k, v in chosen.items()), *args.overrides]
+    )
+
+
+def bench_speed(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """Serving, distillation cost, cache I/O, training speed and scale; JSON + markdown."""
+    from components.data.schema import DataSourceError
+    from components.perf import SECTIONS, run_perf_benchmark
+    from components.validation import DataValidationError
+
+    out = _run_dir(config, "bench-speed")
+    sections = tuple(args.only.split(",")) if args.only else SECTIONS
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(
+            f"error: unknown benchmark section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        result = run_perf_benchmark(config, out, full=args.full, repeats=args.repeats, requests=args.requests,
+                                    sections=sections)  # fmt: skip
     except (DataSourceError, DataValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -292,6 +357,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(quality)
     quality.add_argument("--students", default="sasrec", help="student architectures, comma-separated")
     quality.add_argument("--requests", type=int, default=1000, help="latency requests per model")
+    study = bench_sub.add_parser(
+        "study", help="distillation study: ablation, temperature, top-K, sizes, seeds"
+    )
+    _add_config_args(study)
+    study.add_argument("--full", action="store_true", help="every group (default: the headline rows only)")
+    study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
+    study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")
+    study.add_argument("--requests", type=int, default=500, help="latency requests per architecture")
+    speed = bench_sub.add_parser("speed", help="serving, distillation cost, cache I/O, training speed, scale")
+    _add_config_args(speed)
+    speed.add_argument("--full", action="store_true", help="adds 10M interactions and teacher convergence")
+    speed.add_argument("--only", default="", help="sections, comma-separated (serving, distill_cost, ...)")
+    speed.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
+    speed.add_argument("--requests", type=int, default=1000, help="latency requests per run")
     return parser
 
 
@@ -310,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve(config, args.cron, args.timezone)
     if args.command in ("promote", "rollback", "recommend"):
         return registry_command(args, config)
+    if args.command == "bench" and args.bench_command == "study":
+        return bench_study(config, args)
+    if args.command == "bench" and args.bench_command == "speed":
+        return bench_speed(config, args)
     if args.command == "bench":
         return bench_quality(config, tuple(args.students.split(",")), args.requests)
     return 2

@@ -90,3 +90,46 @@ def test_registry_commands_without_a_champion_explain_themselves(out_root: Path,
     )
     assert main(["promote", "3"]) == 4
     assert "has no version 3" in capsys.readouterr().err
+
+
+TINY_BENCH = [
+    "--set", "data.source.n_users=200", "--set", "data.source.n_items=60", "--set", "distill.top_k=10",
+    "--set", "teacher.train.epochs=1", "--set", "student.train.epochs=1", "--set", "teacher.model.d_model=16",
+]  # fmt: skip
+
+
+def test_bench_study_with_recipe_prints_the_table(out_root: Path, capsys):
+    code = main(
+        ["bench", "study", "--profile", "demo", "--seeds", "0", "--recipe", "--requests", "10", *TINY_BENCH]
+    )
+    out = capsys.readouterr().out
+    assert code in (0, 3)  # 3: a target was missed, as one epoch on a tiny shop will
+    assert out.startswith("recipe: ") and "teacher.model.d_model" not in out.splitlines()[0]  # --set wins
+    assert "| sasrec-d" in out and "| gru-d" in out and "study.json" in out
+    [run] = (out_root / "runs").glob("*-bench-study-demo-*")
+    assert (run / "size_curve_params.png").is_file()
+
+
+def test_bench_speed_selected_sections(out_root: Path, capsys):
+    code = main(
+        [
+            "bench",
+            "speed",
+            "--profile",
+            "demo",
+            "--only",
+            "distill_cost,cache_io",
+            "--repeats",
+            "1",
+            *TINY_BENCH,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code in (0, 3)
+    assert "## Distillation cost" in out and "## Soft-label cache I/O" in out and "## Serving" not in out
+
+
+def test_bench_speed_rejects_an_unknown_section(out_root: Path, capsys):
+    assert main(["bench", "speed", "--profile", "demo", "--only", "serving,nope", *TINY_BENCH]) == 2
+    assert "unknown benchmark section(s) nope; choose from serving, distill_cost" in capsys.readouterr().err
+    assert not (out_root / "runs").exists()
