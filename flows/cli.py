@@ -124,41 +124,42 @@ def prepare_data(config: PipelineConfig) -> int:
     return 0
 
 
-def bench_quality(config: PipelineConfig, students: tuple[str, ...], requests: int) -> int:
-    """Teacher vs. student with and without KD on the test split; JSON + markdown report."""
+def _bench(run, out: Path, report: str, checks: str) -> int:
+    """Run a benchmark; bad data exits 1, a missed target 3; the markdown report is printed."""
     from components.data.schema import DataSourceError
-    from components.quality import run_quality_benchmark
     from components.validation import DataValidationError
 
-    out = _run_dir(config, "bench-quality")
     try:
-        result = run_quality_benchmark(config, out, students=students, requests=requests)
+        result = run()
     except (DataSourceError, DataValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print((out / "report.md").read_text())
-    print(f"report: {out / 'report.json'} and {out / 'report.md'}")
-    return 0 if all(t["passed"] for t in result["targets"]) else 3
+    print((out / report).read_text())
+    print(f"report: {out / report} (+ JSON{' and plots' if report == 'study.md' else ''} in {out})")
+    return 0 if all(t["passed"] for t in result[checks]) else 3
+
+
+def bench_quality(config: PipelineConfig, students: tuple[str, ...], requests: int) -> int:
+    """Teacher vs. student with and without KD on the test split; JSON + markdown report."""
+    from components.quality import run_quality_benchmark
+
+    out = _run_dir(config, "bench-quality")
+    return _bench(lambda: run_quality_benchmark(config, out, students=students, requests=requests), out,
+                  "report.md", "targets")  # fmt: skip
 
 
 def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
     """The distillation study (quick grid, or every group with --full) over seeds; JSON + markdown + plots."""
-    from components.data.schema import DataSourceError
     from components.study import run_study
-    from components.validation import DataValidationError
 
-    try:
-        if args.recipe:
-            config = _with_recipe(config, args)
-        out = _run_dir(config, "bench-study")
-        result = run_study(config, out, seeds=tuple(int(s) for s in args.seeds.split(",")), full=args.full,
-                           requests=args.requests)  # fmt: skip
-    except (DataSourceError, DataValidationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print((out / "study.md").read_text())
-    print(f"report: {out / 'study.json'}, {out / 'study.md'} and plots in {out}")
-    return 0 if all(c["passed"] for c in result["checks"]) else 3
+    out = _run_dir(config, "bench-study")
+
+    def run() -> dict:
+        cfg = _with_recipe(config, args) if args.recipe else config
+        return run_study(cfg, out, seeds=tuple(int(s) for s in args.seeds.split(",")), full=args.full,
+                         requests=args.requests)  # fmt: skip
+
+    return _bench(run, out, "study.md", "checks")
 
 
 def _with_recipe(config: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
@@ -180,9 +181,7 @@ def _with_recipe(config: PipelineConfig, args: argparse.Namespace) -> PipelineCo
 
 def bench_speed(config: PipelineConfig, args: argparse.Namespace) -> int:
     """Serving, distillation cost, cache I/O, training speed and scale; JSON + markdown."""
-    from components.data.schema import DataSourceError
     from components.perf import SECTIONS, run_perf_benchmark
-    from components.validation import DataValidationError
 
     out = _run_dir(config, "bench-speed")
     sections = tuple(args.only.split(",")) if args.only else SECTIONS
@@ -193,15 +192,11 @@ def bench_speed(config: PipelineConfig, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        result = run_perf_benchmark(config, out, full=args.full, repeats=args.repeats, requests=args.requests,
-                                    sections=sections)  # fmt: skip
-    except (DataSourceError, DataValidationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print((out / "report.md").read_text())
-    print(f"report: {out / 'report.json'} and {out / 'report.md'}")
-    return 0 if all(t["passed"] for t in result["targets"]) else 3
+    return _bench(
+        lambda: run_perf_benchmark(config, out, full=args.full, repeats=args.repeats, requests=args.requests,
+                                   sections=sections),
+        out, "report.md", "targets",
+    )  # fmt: skip
 
 
 def run_flow(config: PipelineConfig) -> int:

@@ -105,7 +105,7 @@ def test_bench_study_with_recipe_prints_the_table(out_root: Path, capsys):
     out = capsys.readouterr().out
     assert code in (0, 3)  # 3: a target was missed, as one epoch on a tiny shop will
     assert out.startswith("recipe: ") and "teacher.model.d_model" not in out.splitlines()[0]  # --set wins
-    assert "| sasrec-d" in out and "| gru-d" in out and "study.json" in out
+    assert "| sasrec-d" in out and "| gru-d" in out and "study.md (+ JSON and plots" in out
     [run] = (out_root / "runs").glob("*-bench-study-demo-*")
     assert (run / "size_curve_params.png").is_file()
 
