@@ -54,31 +54,44 @@ class _LinearSoftmaxLoss(torch.autograd.Function):
             hc = h[s:e]  # (c, d)
             z = hc @ weight.T  # (c, I)
             t = targets[s:e]
-            g = None
+            rows = torch.arange(e - s)
+            local = cols = probs = None
             if use_kd:
                 slot = kd_slot[s:e]
-                has = slot >= 0
-                if has.any():
-                    local = torch.nonzero(has).squeeze(1)  # rows of this chunk with teacher labels
+                local = torch.nonzero(slot >= 0).squeeze(1)  # rows of this chunk with teacher labels
+                if len(local):
                     cols, probs = kd_cols[slot[local]], kd_probs[slot[local]]  # (c', K)
-                    zt = z[local] / temperature  # (c', I)
-                    lse_t = torch.logsumexp(zt, dim=1, keepdim=True)  # (c', 1)
-                    log_q = zt.gather(1, cols) - lse_t  # (c', K)
                     plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-30).log(), 0.0)
-                    kd_sum += (plogp - probs * log_q).sum().double()
-                    # gradient of the KD term: w_kd * T / M * (softmax(z/T) - p~)
-                    gk = zt.sub_(lse_t).exp_()  # (c', I) student probabilities at T
-                    gk.scatter_add_(1, cols, -probs)
-                    gk.mul_(w_kd * temperature / m)
-                    if len(local) == e - s:
-                        g = gk
-                    else:
-                        g = torch.zeros_like(z)
-                        g.index_add_(0, local, gk)
+                else:
+                    local = None
+            g = None
+            if local is not None and temperature != 1.0:
+                zt = z[local] / temperature  # (c', I)
+                lse_t = torch.logsumexp(zt, dim=1, keepdim=True)  # (c', 1)
+                kd_sum += (plogp - probs * (zt.gather(1, cols) - lse_t)).sum().double()
+                # gradient of the KD term: w_kd * T / M * (softmax(z/T) - p~)
+                gk = zt.sub_(lse_t).exp_()  # (c', I) student probabilities at T
+                gk.scatter_add_(1, cols, -probs)
+                gk.mul_(w_kd * temperature / m)
+                if len(local) == e - s:
+                    g = gk
+                else:
+                    g = torch.zeros_like(z)
+                    g.index_add_(0, local, gk)
             p = torch.softmax(z, dim=1)  # (c, I): one fused pass, each exp computed once
-            rows = torch.arange(e - s)
             ce_sum -= p[rows, t].clamp_min(1e-38).log().sum().double()
-            if w_hard > 0:
+            if local is not None and temperature == 1.0:
+                # T = 1: the KD term shares the CE's softmax, so one (c, I) pass serves both:
+                # g = (w_hard/N + w_kd/M [row has labels]) p - w_hard/N onehot(y) - w_kd/M p~
+                q = p[local[:, None], cols]  # (c', K) student probabilities at the teacher's items
+                kd_sum += (plogp - probs * q.clamp_min(1e-38).log()).sum().double()
+                coef = torch.full((e - s, 1), w_hard / n)
+                coef[local] += w_kd / m
+                p.mul_(coef)
+                p[rows, t] -= w_hard / n
+                p.index_put_((local[:, None].expand_as(cols), cols), probs * (-w_kd / m), accumulate=True)
+                g = p
+            elif w_hard > 0:
                 p[rows, t] -= 1.0
                 p.mul_(w_hard / n)
                 g = p if g is None else g.add_(p)
