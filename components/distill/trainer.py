@@ -11,6 +11,8 @@ with every KD weight at zero, this is the no-KD baseline: the same student on ha
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +143,44 @@ class DistillationObjective(nn.Module):
         return step
 
 
+def prefetch(items: Iterator[KDBatch], depth: int = 2) -> Iterator[KDBatch]:
+    """Build the next batches in a background thread (Parquet decoding and alignment release the GIL
+    for most of their time), so reading the cache overlaps the student's step. Errors are re-raised
+    here; a consumer that stops early stops the thread."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="soft-label-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def uses_cache(cfg: DistillConfig) -> bool:
     return any(w > 0 for w in (cfg.w_logits, cfg.w_feature, cfg.w_relation, cfg.w_ranking))
 
@@ -187,8 +227,9 @@ def distill_student(
     lengths = data.train_positions(model_cfg.max_len)
 
     def batches(epoch: int, rng: np.random.Generator) -> Iterator[KDBatch]:
-        for users, block in reader.iter_user_batches(train_cfg.batch_size, lengths, rng):
-            yield kd_batch(data, users, block, model_cfg.max_len, distill_cfg.top_k)
+        aligned = (kd_batch(data, users, block, model_cfg.max_len, distill_cfg.top_k)
+                   for users, block in reader.iter_user_batches(train_cfg.batch_size, lengths, rng))  # fmt: skip
+        yield from prefetch(aligned)
 
     result = fit(
         student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,

@@ -190,3 +190,22 @@ def test_no_kd_baseline_and_missing_hidden(teacher, tiny_data, tmp_path):
             cache_path=handle.path,
             log=lambda m: None,
         )
+
+
+def test_prefetch_keeps_order_reraises_and_stops_early():
+    import threading
+
+    from components.distill.trainer import prefetch
+
+    assert list(prefetch(iter(range(50)))) == list(range(50))
+
+    def broken():
+        yield 1
+        raise SoftLabelCacheError("corrupt block")
+
+    with pytest.raises(SoftLabelCacheError, match="corrupt block"):
+        list(prefetch(broken()))
+    gen = prefetch(iter(range(1000)), depth=1)
+    assert next(gen) == 0
+    gen.close()  # the consumer stops (e.g. the wall-clock budget): the worker thread ends too
+    assert not any(t.name == "soft-label-prefetch" and t.is_alive() for t in threading.enumerate())
