@@ -50,16 +50,18 @@ class Variant:
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's distill section
 
 
-def study_grid(config: PipelineConfig, full: bool = False) -> list[Variant]:
-    """The quick grid (headline) or the full one (every group of the issue's study)."""
+def study_grid(
+    config: PipelineConfig, full: bool = False, archs: tuple[str, ...] = ("sasrec", "gru")
+) -> list[Variant]:
+    """The quick grid (headline) or the full one (every group of the issue's study). ``archs`` limits
+    the headline to some student architectures (the other groups are SASRec students)."""
     d = config.student.model.d_model
     grid = [
-        Variant(f"sasrec-d{d}-nokd", "headline", "sasrec", d, False),
-        Variant(f"sasrec-d{d}-kd", "headline", "sasrec", d, True),
-        Variant(f"gru-d{d}-nokd", "headline", "gru", d, False),
-        Variant(f"gru-d{d}-kd", "headline", "gru", d, True),
+        Variant(f"{a}-d{d}-{'kd' if kd else 'nokd'}", "headline", a, d, kd)
+        for a in archs
+        for kd in (False, True)
     ]
-    if not full:
+    if not full or "sasrec" not in archs:
         return grid
     logits = {"w_feature": 0.0, "w_relation": 0.0, "w_ranking": 0.0}
     grid += [
@@ -119,6 +121,7 @@ def run_study(
     *,
     seeds: tuple[int, ...] = (0, 1, 2),
     full: bool = False,
+    archs: tuple[str, ...] = ("sasrec", "gru"),
     teacher_per_seed: bool | None = None,
     requests: int = 500,
     log: Callable[[str], None] = print,
@@ -133,7 +136,7 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     configure_torch(config.runtime.threads)
     teacher_per_seed = full if teacher_per_seed is None else teacher_per_seed
-    grid = study_grid(config, full)
+    grid = study_grid(config, full, archs)
     top_k, hidden = _needs(grid, config)
 
     prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")

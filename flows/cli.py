@@ -157,7 +157,7 @@ def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
     def run() -> dict:
         cfg = _with_recipe(config, args) if args.recipe else config
         return run_study(cfg, out, seeds=tuple(int(s) for s in args.seeds.split(",")), full=args.full,
-                         requests=args.requests)  # fmt: skip
+                         archs=tuple(args.students.split(",")), requests=args.requests)  # fmt: skip
 
     return _bench(run, out, "study.md", "checks")
 
@@ -359,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--full", action="store_true", help="every group (default: the headline rows only)")
     study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
     study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")
+    study.add_argument("--students", default="sasrec,gru", help="student architectures of the headline rows")
     study.add_argument("--requests", type=int, default=500, help="latency requests per architecture")
     speed = bench_sub.add_parser("speed", help="serving, distillation cost, cache I/O, training speed, scale")
     _add_config_args(speed)

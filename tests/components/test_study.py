@@ -45,6 +45,8 @@ def test_full_grid_has_every_group():
     assert sorted(v.distill["temperature"] for v in grid if v.group == "temperature") == [1, 2, 4, 8]
     assert sorted(v.distill["top_k"] for v in grid if v.group == "top_k") == [20, 50, 100, 200]
     assert sorted({v.d_model for v in grid if v.group == "size"}) == [16, 32, 64]
+    assert [v.name for v in study_grid(config, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
+    assert [v.name for v in study_grid(config, full=True, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
 
 
 @pytest.mark.parametrize("items,d,layers,max_len", [(12101, 128, 2, 50), (500, 16, 1, 20), (80, 8, 1, 30)])
