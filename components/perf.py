@@ -34,7 +34,7 @@ import torch
 from components.artifacts import write_json_atomic
 from components.config import PipelineConfig, load_config
 from components.data.dataset import load_dataset, prepare_dataset
-from components.distill.trainer import DistillationObjective, kd_batch
+from components.distill.trainer import DistillationObjective, kd_batches
 from components.evaluation import evaluate_model, last_position_scores, model_size_bytes
 from components.linear_ce import linear_softmax_loss
 from components.models import build_model, count_parameters
@@ -52,7 +52,15 @@ def _median(xs: list[float]) -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory. ``VmHWM`` belongs to the address space, so a freshly
+    spawned process starts from zero; ``ru_maxrss`` survives exec and would carry the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: KiB (Linux) as a fallback
 
 
 def _in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -189,7 +197,6 @@ def distill_cost(config: PipelineConfig, data: SequenceData, teacher: torch.nn.M
     """
     s_cfg, d_cfg, bs = config.student.model, config.distill, config.student.train.batch_size
     reader = SoftLabelReader(cache_uri)
-    lengths = data.train_positions(s_cfg.max_len)
     teacher.eval()
     k = d_cfg.top_k
     times: dict[str, list[float]] = {"no_kd": [], "kd_cache": [], "kd_online": []}
@@ -208,10 +215,9 @@ def distill_cost(config: PipelineConfig, data: SequenceData, teacher: torch.nn.M
             elif mode == "kd_cache":
                 objective = DistillationObjective(d_cfg, s_cfg.d_model, reader.manifest.get("hidden_dim"))
                 step = objective.step_loss(student)
-                batches = (
-                    kd_batch(data, u, blk, s_cfg.max_len, k)
-                    for u, blk in reader.iter_user_batches(bs, lengths, rng)
-                )
+                batches = kd_batches(
+                    reader, data, bs, s_cfg.max_len, k, rng
+                )  # exactly the trainer's input path
                 t = _epoch(lambda b, f=step: f(b)[0], batches, student.parameters())
             else:
 
@@ -346,9 +352,7 @@ def _scale_worker(stage: str, config_json: dict[str, Any], root: str, threads: i
     reader = SoftLabelReader(cache.uri)
     step = DistillationObjective(d_cfg, s_cfg.d_model, None).step_loss(student)
     rng = np.random.default_rng(0)
-    lengths = data.train_positions(s_cfg.max_len)
-    batches = (kd_batch(data, u, blk, s_cfg.max_len, d_cfg.top_k) for u, blk in
-               reader.iter_user_batches(config.student.train.batch_size, lengths, rng))  # fmt: skip
+    batches = kd_batches(reader, data, config.student.train.batch_size, s_cfg.max_len, d_cfg.top_k, rng)
     seconds = _epoch(lambda b: step(b)[0], batches, student.parameters())
     return {
         "seconds": seconds,

@@ -48,8 +48,8 @@ class SoftLabelBlock:
     users: np.ndarray  # (R,) int64
     positions: np.ndarray  # (R,) int64
     targets: np.ndarray  # (R,) int64 item ids
-    topk_ids: np.ndarray  # (R, K) int64 item ids
-    topk_logits: np.ndarray  # (R, K) float32
+    topk_ids: np.ndarray  # (R, K) int32 item ids (as stored; batches widen them)
+    topk_logits: np.ndarray  # (R, K) float16 or float32, as stored
     hidden: np.ndarray | None  # (R, d_teacher) float32
 
     @property
@@ -199,6 +199,7 @@ class SoftLabelReader:
         self.manifest = verify_soft_labels(self.path)
         self._file = pq.ParquetFile(self.path / DATA_FILE)
         self.has_hidden = "hidden" in self._file.schema_arrow.names
+        self._logits_dtype = np.float16 if self.manifest.get("logits_dtype") == "float16" else np.float32
 
     @property
     def num_row_groups(self) -> int:
@@ -216,8 +217,8 @@ class SoftLabelReader:
             users=t.column("user_id").to_numpy().astype(np.int64),
             positions=t.column("pos").to_numpy().astype(np.int64),
             targets=t.column("target").to_numpy().astype(np.int64),
-            topk_ids=fixed("topk_ids", np.int64),
-            topk_logits=fixed("topk_logits", np.float32),
+            topk_ids=fixed("topk_ids", np.int32),  # stored dtypes: no epoch-wide widening copies
+            topk_logits=fixed("topk_logits", self._logits_dtype),
             hidden=fixed("hidden", np.float32) if self.has_hidden else None,
         )
 

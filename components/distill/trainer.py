@@ -69,8 +69,8 @@ def kd_batch(
     return KDBatch(
         train=tb,
         matched=torch.from_numpy(matched),
-        topk_cols=torch.from_numpy(block.topk_ids[src, :top_k] - 1),
-        teacher_logits=torch.from_numpy(np.ascontiguousarray(block.topk_logits[src, :top_k])),
+        topk_cols=torch.from_numpy(block.topk_ids[src, :top_k].astype(np.int64) - 1),
+        teacher_logits=torch.from_numpy(block.topk_logits[src, :top_k].astype(np.float32)),
         teacher_hidden=torch.from_numpy(block.hidden[src]) if block.hidden is not None else None,
         last_index=torch.cumsum(lengths, 0) - 1,
     )
@@ -181,6 +181,21 @@ def prefetch(items: Iterator[KDBatch], depth: int = 2) -> Iterator[KDBatch]:
         thread.join(timeout=5)
 
 
+def kd_batches(
+    reader: SoftLabelReader,
+    data: SequenceData,
+    batch_size: int,
+    max_len: int,
+    top_k: int,
+    rng: np.random.Generator,
+) -> Iterator[KDBatch]:
+    """One epoch of student batches with their aligned cache rows, prepared one step ahead."""
+    lengths = data.train_positions(max_len)
+    aligned = (kd_batch(data, users, block, max_len, top_k)
+               for users, block in reader.iter_user_batches(batch_size, lengths, rng))  # fmt: skip
+    return prefetch(aligned)
+
+
 def uses_cache(cfg: DistillConfig) -> bool:
     return any(w > 0 for w in (cfg.w_logits, cfg.w_feature, cfg.w_relation, cfg.w_ranking))
 
@@ -224,12 +239,9 @@ def distill_student(
             f"{reader.manifest['top_k']} only; rebuild it with a larger top_k"
         )
     objective = DistillationObjective(distill_cfg, model_cfg.d_model, teacher_dim)
-    lengths = data.train_positions(model_cfg.max_len)
 
     def batches(epoch: int, rng: np.random.Generator) -> Iterator[KDBatch]:
-        aligned = (kd_batch(data, users, block, model_cfg.max_len, distill_cfg.top_k)
-                   for users, block in reader.iter_user_batches(train_cfg.batch_size, lengths, rng))  # fmt: skip
-        yield from prefetch(aligned)
+        return kd_batches(reader, data, train_cfg.batch_size, model_cfg.max_len, distill_cfg.top_k, rng)
 
     result = fit(
         student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,
