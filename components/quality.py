@@ -139,7 +139,7 @@ def train_student(
     else:
         key = sha256_json({"cache": cache.sha256, "student": model_cfg.model_dump(), "train": train_cfg.model_dump(),
                            "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
-    out = config.runtime.root / "students" / key / name
+    out = config.runtime.root / "students" / key / "student"  # not by display name: shared by bench and study
     return distill_student(data, model_cfg, train_cfg, d_cfg, out, cache_path=cache.uri if cache else None,
                            seed=seed, threads=config.runtime.threads, log=log, name=name)  # fmt: skip
 
