@@ -21,9 +21,9 @@ catalogue-scoring MatMul (weight (d, I), the large one), in SASRec also the atte
 projections; the item-embedding Gather reads a uint8 table through a DequantizeLinear. Left in fp32:
 position embeddings, LayerNorms, the attention products (no constant operand) and the GRU cell
 (onnxruntime has no dynamic-int8 GRU kernel). Defaults: per-channel weights with ``reduce_range`` (7-bit),
-as onnxruntime advises for CPUs without VNNI, whose u8 x s8 kernels saturate. Measured on Beauty (SASRec
-d=16 KD student, test split, 22,363 users, AVX2 without VNNI): NDCG@10 0.04295 fp32 -> 0.04286 int8
-(-0.00009); per-tensor -0.00022 (-0.00017 with reduce_range); per-channel without reduce_range -0.0021.
+as onnxruntime advises for CPUs without VNNI, whose u8 x s8 kernels saturate; per-tensor weights, or
+per-channel without ``reduce_range``, cost more accuracy on such CPUs. ``make bench`` measures the int8
+accuracy cost on Beauty (README, "Performance").
 
 onnx, onnxruntime and onnxscript are the optional ``[onnx]`` extra, imported inside the functions that
 need them; without them the error says ``pip install 'shopdistill[onnx]'``.
