@@ -42,7 +42,10 @@ def counted(monkeypatch):
 
         return wrapper
 
-    monkeypatch.setattr(training_tasks, "fit", counting("fit", training_tasks.fit))
+    # "fit": teacher trainings (the task trains through components.quality.train_teacher_models)
+    monkeypatch.setattr(
+        training_tasks, "train_teacher_models", counting("fit", training_tasks.train_teacher_models)
+    )
     monkeypatch.setattr(
         training_tasks, "build_soft_labels", counting("soft_labels", training_tasks.build_soft_labels)
     )
