@@ -318,7 +318,9 @@ def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, r
 
 
 # ------------------------------------------------------------------------------------------- scale
-def _scale_worker(stage: str, config_json: dict[str, Any], root: str, threads: int) -> dict[str, Any]:
+def _scale_worker(
+    stage: str, config_json: dict[str, Any], root: str, threads: int, dataset: tuple[str, str] | None = None
+) -> dict[str, Any]:
     configure_torch(threads)
     config = PipelineConfig.model_validate(config_json)
     t0 = time.perf_counter()
@@ -326,8 +328,9 @@ def _scale_worker(stage: str, config_json: dict[str, Any], root: str, threads: i
         prepared = prepare_dataset(config.data, root, validate=stage == "ingest+validate")
         return {"seconds": time.perf_counter() - t0, "interactions": prepared.manifest["counts"]["interactions"],
                 "dataset": prepared.handle.uri, "digest": prepared.handle.sha256}  # fmt: skip
-    prepared = prepare_dataset(config.data, root, validate=False)  # reused: same digest
-    data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+    # the dataset the ingest stage wrote, read from disk (regenerating it would measure the generator)
+    uri, digest = dataset
+    data = SequenceData.from_dataset(load_dataset(uri))
     torch.manual_seed(0)
     teacher = build_model(
         config.teacher.model, data.n_items
@@ -335,7 +338,7 @@ def _scale_worker(stage: str, config_json: dict[str, Any], root: str, threads: i
     if stage == "cache":
         t0 = time.perf_counter()
         handle, manifest, _ = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58,
-                                                dataset_digest=prepared.handle.sha256,
+                                                dataset_digest=digest,
                                                 max_len=config.teacher.model.max_len, top_k=config.distill.top_k)  # fmt: skip
         return {
             "seconds": time.perf_counter() - t0,
@@ -343,7 +346,7 @@ def _scale_worker(stage: str, config_json: dict[str, Any], root: str, threads: i
             "cache_mb": manifest["files"][DATA_FILE]["bytes"] / 1e6,
         }
     # one distillation epoch from the cache built by the "cache" stage
-    cache = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58, dataset_digest=prepared.handle.sha256,
+    cache = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58, dataset_digest=digest,
                               max_len=config.teacher.model.max_len, top_k=config.distill.top_k)[0]  # fmt: skip
     base = _peak_rss_mb()
     t0 = time.perf_counter()
@@ -378,8 +381,9 @@ def scale(
         row: dict[str, Any] = {"target_interactions": target, "users": users}
         for stage in ("ingest", "ingest+validate", "cache", "distill_epoch"):
             log(f"scale {target:,}: {stage}")
+            dataset = (row["ingest"]["dataset"], row["ingest"]["digest"]) if "ingest" in row else None
             row[stage] = _in_subprocess(
-                _scale_worker, stage, cfg.model_dump(mode="json"), str(root), config.runtime.threads
+                _scale_worker, stage, cfg.model_dump(mode="json"), str(root), config.runtime.threads, dataset
             )
         row["interactions"] = row["ingest"]["interactions"]
         rows.append(row)
