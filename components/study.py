@@ -14,7 +14,6 @@ used to choose. Every stage is stored by what determines it and reused on rerun.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -372,7 +371,3 @@ def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(out_dir / name)
     return paths
-
-
-def load_study(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
