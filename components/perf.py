@@ -132,7 +132,7 @@ def _serve_worker(
     return out
 
 
-def serving(config: PipelineConfig, data_uri: str, teacher_ckpt: Path, student_ckpt: Path, student: torch.nn.Module,
+def serving(config: PipelineConfig, data: SequenceData, data_uri: str, teacher_ckpt: Path, student_ckpt: Path, student: torch.nn.Module,
             workdir: Path, *, requests: int, repeats: int, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     rows: dict[str, dict[str, Any]] = {}
     t_len, s_len = config.teacher.model.max_len, config.student.model.max_len
@@ -152,25 +152,26 @@ def serving(config: PipelineConfig, data_uri: str, teacher_ckpt: Path, student_c
                                                        requests, repeats)  # fmt: skip
         rows["student (onnx)"]["parity_max_abs_diff"] = export.manifest.get("parity_max_abs_diff")
     except ImportError as exc:
+        export = None
         log(f"serving: ONNX rows skipped ({exc})")
     t_p99 = rows["teacher (torch)"]["latency_p99_ms"]
     for r in rows.values():
         r["p99_ratio_to_teacher"] = r["latency_p99_ms"] / t_p99
-    return {"rows": rows, "ratio": rows["student (torch)"]["p99_ratio_to_teacher"]}
+    out = {"rows": rows, "ratio": rows["student (torch)"]["p99_ratio_to_teacher"]}
+    if export is not None:
+        out["onnx_accuracy"] = onnx_accuracy(student, data, export.path, s_len)
+    return out
 
 
 def onnx_accuracy(
-    student: torch.nn.Module, data: SequenceData, data_uri: str, max_len: int, workdir: Path
+    student: torch.nn.Module, data: SequenceData, export_dir: Path, max_len: int
 ) -> dict[str, Any]:
-    """NDCG@10 of the student in torch, ONNX fp32 and ONNX int8 on the test split."""
-    from components.export import OnnxScorer, evaluate_onnx, export_onnx
+    """NDCG@10 of the student in torch and of its ONNX export (fp32, int8) on the test split."""
+    from components.export import OnnxScorer, evaluate_onnx
 
-    export = export_onnx(
-        student, workdir / "onnx-acc", item_ids=load_dataset(data_uri).item_map, max_len=max_len
-    )
     out = {"torch": evaluate_model(student, data, "test", max_len)["NDCG@10"]}
     for kind in ("onnx", "onnx-int8"):
-        scorer = OnnxScorer(export.path, quantized=kind == "onnx-int8", threads=torch.get_num_threads())
+        scorer = OnnxScorer(export_dir, quantized=kind == "onnx-int8", threads=torch.get_num_threads())
         out[kind] = evaluate_onnx(scorer, data, "test", max_len)["NDCG@10"]
     out["int8_delta"] = out["onnx-int8"] - out["onnx"]
     return out
@@ -265,7 +266,8 @@ def cache_io(cache_uri: str, workdir: Path, *, repeats: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         n = sum(len(block.users) for block in SoftLabelReader(cache_uri).iter_blocks())
         reads.append(time.perf_counter() - t0)
-        assert n == rows
+        if n != rows:
+            raise RuntimeError(f"the reader returned {n:,} rows but {src} holds {rows:,}")
     w, r, p = _median(writes), _median(reads), _median(plain)
     return {
         "rows": rows, "file_mb": round(file_mb, 2), "arrow_mb": round(table.nbytes / 1e6, 2), "row_groups": meta.num_row_groups,
@@ -437,14 +439,8 @@ def run_perf_benchmark(
             if name == "serving":
                 student, s_result = train_student(config, data, digest, config.student.model, cache, seed, log=log,
                                                   name="student-sasrec-kd")  # fmt: skip
-                sec = serving(config, prepared.handle.uri, t_result.checkpoint, s_result.checkpoint, student, workdir,
-                              requests=requests, repeats=repeats, log=log)  # fmt: skip
-                try:
-                    sec["onnx_accuracy"] = onnx_accuracy(
-                        student, data, prepared.handle.uri, config.student.model.max_len, workdir
-                    )
-                except ImportError as exc:
-                    log(f"serving: ONNX accuracy skipped ({exc})")
+                sec = serving(config, data, prepared.handle.uri, t_result.checkpoint, s_result.checkpoint, student,
+                              workdir, requests=requests, repeats=repeats, log=log)  # fmt: skip
             elif name == "distill_cost":
                 sec = distill_cost(config, data, teacher, cache.uri, repeats=repeats)
             elif name == "cache_io":
