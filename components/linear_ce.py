@@ -83,13 +83,17 @@ class _LinearSoftmaxLoss(torch.autograd.Function):
             if local is not None and temperature == 1.0:
                 # T = 1: the KD term shares the CE's softmax, so one (c, I) pass serves both:
                 # g = (w_hard/N + w_kd/M [row has labels]) p - w_hard/N onehot(y) - w_kd/M p~
-                q = p[local[:, None], cols]  # (c', K) student probabilities at the teacher's items
+                whole = len(local) == e - s  # every row has labels (the usual case): dense ops
+                q = p.gather(1, cols) if whole else p[local[:, None], cols]  # (c', K) at the teacher's items
                 kd_sum += (plogp - probs * q.clamp_min(1e-38).log()).sum().double()
                 coef = torch.full((e - s, 1), w_hard / n)
                 coef[local] += w_kd / m
                 p.mul_(coef)
                 p[rows, t] -= w_hard / n
-                p.index_put_((local[:, None].expand_as(cols), cols), probs * (-w_kd / m), accumulate=True)
+                if whole:
+                    p.scatter_add_(1, cols, probs * (-w_kd / m))
+                else:
+                    p.index_put_((local[:, None].expand_as(cols), cols), probs * (-w_kd / m), accumulate=True)
                 g = p
             elif w_hard > 0:
                 p[rows, t] -= 1.0

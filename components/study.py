@@ -29,6 +29,7 @@ from components.config import PipelineConfig
 from components.data.dataset import load_dataset, prepare_dataset
 from components.evaluation import evaluate_model, latency_profile
 from components.models import build_model, count_parameters
+from components.models.ensemble import Ensemble
 from components.quality import cache_soft_labels, train_student, train_teacher
 from components.runtime import configure_torch
 from components.sequences import SequenceData
@@ -206,8 +207,9 @@ def run_study(
             latency[key] = latency_profile(build_model(m_cfg, data.n_items).eval(), data, m_cfg.max_len,
                                            requests=requests)  # fmt: skip
     torch.manual_seed(0)
-    latency["teacher"] = latency_profile(build_model(config.teacher.model, data.n_items).eval(), data,
-                                         config.teacher.model.max_len, requests=requests)  # fmt: skip
+    members = [build_model(config.teacher.model, data.n_items) for _ in range(config.teacher.ensemble)]
+    t_model = members[0] if len(members) == 1 else Ensemble(members)  # an ensemble serves every member
+    latency["teacher"] = latency_profile(t_model.eval(), data, config.teacher.model.max_len, requests=requests)
 
     result = _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed)
     result["dataset"] = {

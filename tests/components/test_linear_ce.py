@@ -9,12 +9,12 @@ from components.distill.losses import LogitsKD
 from components.linear_ce import linear_softmax_loss
 
 
-def _inputs(n=90, items=257, d=8, k=12, seed=0):
+def _inputs(n=90, items=257, d=8, k=12, seed=0, every=3):
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(n, d, generator=g, requires_grad=True)
     w = torch.randn(items, d, generator=g, requires_grad=True)
     y = torch.randint(0, items, (n,), generator=g)
-    rows = torch.arange(0, n, 3)  # only some rows have teacher labels
+    rows = torch.arange(0, n, every)  # every=1: all rows have teacher labels; else only some
     cols = torch.stack([torch.randperm(items, generator=g)[:k] for _ in rows])
     logits = torch.randn(len(rows), k, generator=g) * 3
     return h, w, y, rows, cols, logits
@@ -23,9 +23,10 @@ def _inputs(n=90, items=257, d=8, k=12, seed=0):
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
 @pytest.mark.parametrize("w_hard,w_kd", [(1.0, 0.0), (1.0, 0.5), (0.0, 1.0), (0.3, 2.0)])
 @pytest.mark.parametrize("chunk", [7, 1000])  # several chunks (one partial) and a single one
-def test_matches_reference(monkeypatch, temperature, w_hard, w_kd, chunk):
+@pytest.mark.parametrize("every", [1, 3])  # dense (all rows labelled) and sparse KD rows
+def test_matches_reference(monkeypatch, temperature, w_hard, w_kd, chunk, every):
     monkeypatch.setattr(lce, "_chunk_rows", lambda n_items, dim: chunk)
-    h, w, y, rows, cols, logits = _inputs()
+    h, w, y, rows, cols, logits = _inputs(every=every)
     loss, ce, kd = linear_softmax_loss(h, w, y, w_hard=w_hard, kd_rows=rows, kd_cols=cols, kd_logits=logits,
                                        w_kd=w_kd, temperature=temperature)  # fmt: skip
     (2.5 * loss).backward()  # the incoming gradient is applied
