@@ -209,7 +209,9 @@ def run_study(
     torch.manual_seed(0)
     members = [build_model(config.teacher.model, data.n_items) for _ in range(config.teacher.ensemble)]
     t_model = members[0] if len(members) == 1 else Ensemble(members)  # an ensemble serves every member
-    latency["teacher"] = latency_profile(t_model.eval(), data, config.teacher.model.max_len, requests=requests)
+    latency["teacher"] = latency_profile(
+        t_model.eval(), data, config.teacher.model.max_len, requests=requests
+    )
 
     result = _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed)
     result["dataset"] = {
