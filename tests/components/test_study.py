@@ -70,3 +70,13 @@ def test_recipe_reproduces_beauty_and_shrinks_for_sparse_logs():
     assert sparse["teacher.model.d_model"] == 32 and sparse["teacher.model.max_len"] == 30
     s = sparse["student.model.d_model"]
     assert s < 16 and sasrec_params(6174, s, 1, 30) * 8 <= sasrec_params(6174, 32, 2, 30)
+
+
+def test_study_with_an_ensemble_teacher_counts_every_member(out_root, tmp_path):
+    config = load_config(profile="demo", overrides=[*TINY_PIPELINE, "teacher.ensemble=2"])
+    result = run_study(config, tmp_path / "study", seeds=(0,), archs=("sasrec",), requests=5, log=lambda _: None)
+    t = result["teacher"]
+    single = count_parameters(build_model(config.teacher.model, result["dataset"]["items"]))
+    assert t["ensemble"] == 2 and t["params"] == 2 * single  # the 8x-smaller check counts every member
+    assert t["members"]["test"]["NDCG@10"]["n"] == 2  # both members scored alone as well
+    assert t["latency_p99_ms"] > 0  # measured on the whole ensemble (both members run per request)
