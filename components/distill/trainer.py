@@ -53,7 +53,8 @@ def kd_batch(
     rows, cols = np.nonzero(tb.mask.numpy())
     keys = (users[rows].astype(np.int64) << 32) | tb.positions.numpy()[rows, cols]
     block_keys = block.keys
-    if np.array_equal(block_keys, keys):  # the reader's usual case: the same rows in the same order
+    aligned = np.array_equal(block_keys, keys)
+    if aligned:  # the reader's usual case: the same rows in the same order
         matched, src = np.ones(len(keys), dtype=bool), np.arange(len(keys))
     else:
         order = np.argsort(block_keys, kind="stable")
@@ -70,12 +71,13 @@ def kd_batch(
             f"{block.targets[src][bad]} but the dataset says {student_targets[bad]}; rebuild the cache"
         )
     lengths = tb.mask.sum(dim=1)
+    rows_of = (lambda a: a) if aligned else (lambda a: a[src])  # aligned: no gather copy
     return KDBatch(
         train=tb,
         matched=torch.from_numpy(matched),
-        topk_cols=torch.from_numpy(block.topk_ids[src, :top_k].astype(np.int64) - 1),
-        teacher_logits=torch.from_numpy(block.topk_logits[src, :top_k].astype(np.float32)),
-        teacher_hidden=torch.from_numpy(block.hidden[src]) if block.hidden is not None else None,
+        topk_cols=torch.from_numpy(rows_of(block.topk_ids)[:, :top_k].astype(np.int64) - 1),
+        teacher_logits=torch.from_numpy(rows_of(block.topk_logits)[:, :top_k].astype(np.float32)),
+        teacher_hidden=torch.from_numpy(rows_of(block.hidden)) if block.hidden is not None else None,
         last_index=torch.cumsum(lengths, 0) - 1,
     )
 
