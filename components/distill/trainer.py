@@ -71,13 +71,13 @@ def kd_batch(
             f"{block.targets[src][bad]} but the dataset says {student_targets[bad]}; rebuild the cache"
         )
     lengths = tb.mask.sum(dim=1)
-    rows_of = (lambda a: a) if aligned else (lambda a: a[src])  # aligned: no gather copy
+    take = slice(None) if aligned else src  # aligned: views, no gather copy
     return KDBatch(
         train=tb,
         matched=torch.from_numpy(matched),
-        topk_cols=torch.from_numpy(rows_of(block.topk_ids)[:, :top_k].astype(np.int64) - 1),
-        teacher_logits=torch.from_numpy(rows_of(block.topk_logits)[:, :top_k].astype(np.float32)),
-        teacher_hidden=torch.from_numpy(rows_of(block.hidden)) if block.hidden is not None else None,
+        topk_cols=torch.from_numpy(block.topk_ids[take, :top_k].astype(np.int64) - 1),
+        teacher_logits=torch.from_numpy(block.topk_logits[take, :top_k].astype(np.float32)),
+        teacher_hidden=torch.from_numpy(block.hidden[take]) if block.hidden is not None else None,
         last_index=torch.cumsum(lengths, 0) - 1,
     )
 

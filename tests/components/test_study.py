@@ -74,7 +74,9 @@ def test_recipe_reproduces_beauty_and_shrinks_for_sparse_logs():
 
 def test_study_with_an_ensemble_teacher_counts_every_member(out_root, tmp_path):
     config = load_config(profile="demo", overrides=[*TINY_PIPELINE, "teacher.ensemble=2"])
-    result = run_study(config, tmp_path / "study", seeds=(0,), archs=("sasrec",), requests=5, log=lambda _: None)
+    result = run_study(
+        config, tmp_path / "study", seeds=(0,), archs=("sasrec",), requests=5, log=lambda _: None
+    )
     t = result["teacher"]
     single = count_parameters(build_model(config.teacher.model, result["dataset"]["items"]))
     assert t["ensemble"] == 2 and t["params"] == 2 * single  # the 8x-smaller check counts every member
