@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from components.kernels import item_scores
+
 
 def _chunk_rows(n_items: int, dim: int) -> int:
     """Rows per (chunk, I) block. Narrow models are bound by the soft-max's memory traffic and want
@@ -52,7 +54,7 @@ class _LinearSoftmaxLoss(torch.autograd.Function):
         for s in range(0, n, step):
             e = min(s + step, n)
             hc = h[s:e]  # (c, d)
-            z = hc @ weight.T  # (c, I)
+            z = item_scores(hc, weight)  # (c, I), on the fastest CPU kernel
             t = targets[s:e]
             rows = torch.arange(e - s)
             local = cols = probs = None

@@ -42,7 +42,7 @@ from components.quality import cache_soft_labels, train_student, train_teacher
 from components.runtime import configure_torch
 from components.sequences import SequenceData
 from components.soft_labels import DATA_FILE, SoftLabelReader, build_soft_labels
-from components.training import hard_label_loss
+from components.training import adamw, hard_label_loss
 
 SECTIONS = ("serving", "distill_cost", "cache_io", "training_speed", "scale")
 
@@ -179,7 +179,7 @@ def onnx_accuracy(
 
 # ------------------------------------------------------------------------------- distillation cost
 def _epoch(step: Callable[[Any], torch.Tensor], batches, params) -> float:
-    opt = torch.optim.AdamW(params, lr=1e-3)
+    opt = adamw(params, lr=1e-3)
     t0 = time.perf_counter()
     for b in batches:
         loss = step(b)
@@ -298,7 +298,7 @@ def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, r
     loss_fn = hard_label_loss(model)
     rng = np.random.default_rng(0)
     train_s, eval_s = [], []
-    opt = torch.optim.AdamW(model.parameters(), lr=config.teacher.train.lr)
+    opt = adamw(model.parameters(), lr=config.teacher.train.lr)
     for _ in range(repeats):
         model.train()
         t0 = time.perf_counter()

@@ -51,6 +51,16 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """AdamW with the fused single-kernel update where torch has one for these parameters (CPU and CUDA
+    since torch 2.4; on Beauty's d=64 teacher it saves ~0.4 s of a ~17 s epoch), else the default."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # unsupported device or dtype
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def hard_label_loss(model: nn.Module, sampled_negatives: int | None = None) -> StepLoss:
     """Cross-entropy of the next item at every real position.
 
@@ -179,7 +189,7 @@ def fit(
             return data.iter_train_batches(train_cfg.batch_size, model_cfg.max_len, rng)
 
     params = list(model.parameters()) + (list(extra_modules.parameters()) if extra_modules else [])
-    optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    optimizer = adamw(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.epochs)
         if train_cfg.lr_schedule == "cosine"

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from components.config import ModelConfig
+from components.kernels import item_scores
 
 
 class ModelOutput(NamedTuple):
@@ -44,4 +45,4 @@ def catalogue_scores(hidden: torch.Tensor, item_weight: torch.Tensor) -> torch.T
     The padding row 0 of the embedding is left out rather than masked in place, which would make
     autograd copy the whole (N, I) gradient.
     """
-    return hidden @ item_weight[1:].T
+    return item_scores(hidden, item_weight[1:])
