@@ -33,6 +33,100 @@ def _chunk_rows(n_items: int, dim: int) -> int:
     return max(16, block_bytes // (4 * max(n_items, 1)))
 
 
+def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd):
+    """CE alone, or CE + KD at T = 1: both terms share one softmax per row, so each (c, I) block is
+    touched by one soft-max, one gather, one scale and one scatter. Per row n the gradient is
+
+        g_n = a_n p_n - sum_j v_nj e_(c_nj),   a_n = w_hard/N + w_kd/M [n has labels]
+
+    where the scatter columns c_n are the teacher's K items plus the target (values w_kd/M p_nk and
+    w_hard/N), laid out for the whole batch once; the probabilities gathered at the same columns
+    give the CE and KD values after the loop."""
+    n, m = h.shape[0], (0 if kd_rows is None else kd_rows.shape[0])
+    k = kd_cols.shape[1] if m else 0
+    cols = torch.empty((n, k + 1), dtype=torch.long)  # (N, K + 1) teacher's items, then the target
+    vals = torch.empty((n, k + 1), dtype=h.dtype)  # what is subtracted there
+    inv_n = 1.0 / max(n, 1)
+    cols[:, k], vals[:, k] = targets, -w_hard * inv_n
+    coef: float | torch.Tensor = w_hard * inv_n
+    whole = m > 0 and m == n and bool(torch.equal(kd_rows, torch.arange(n)))  # all rows labelled, in order
+    if m and whole:
+        cols[:, :k], vals[:, :k] = kd_cols, kd_probs * (-w_kd / m)
+        coef = w_hard * inv_n + w_kd / m
+    elif m:  # rows without labels scatter zeros onto their own target
+        cols[:, :k], vals[:, :k] = targets[:, None], 0.0
+        cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_probs * (-w_kd / m)
+        coef = torch.full((n, 1), w_hard * inv_n, dtype=h.dtype)
+        coef[kd_rows] += w_kd / m
+    q = torch.empty((n, k + 1), dtype=h.dtype)  # student probabilities at those columns
+    grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
+    step = _chunk_rows(weight.shape[0], weight.shape[1])
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        hc = h[s:e]  # (c, d)
+        p = torch.softmax(item_scores(hc, weight), dim=1)  # (c, I): scores on the fastest CPU kernel
+        torch.gather(p, 1, cols[s:e], out=q[s:e])
+        p.mul_(coef if isinstance(coef, float) else coef[s:e])
+        p.scatter_add_(1, cols[s:e], vals[s:e])  # p is now the gradient block g
+        grad_h[s:e] = p @ weight  # (c, d)
+        grad_w.addmm_(p.T, hc)  # (I, d)
+    log_q = q.clamp_min(1e-38).log().double()
+    ce_sum = -log_q[:, k].sum()
+    kd_sum = None
+    if m:
+        probs = kd_probs.double()
+        plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-300).log(), 0.0).sum()
+        kd_sum = plogp - (probs * (log_q[:, :k] if whole else log_q[kd_rows, :k])).sum()
+    return grad_h, grad_w, ce_sum, kd_sum
+
+
+def _tempered(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature):
+    """CE + KD at T != 1: the KD term needs its own soft-max of z / T for the rows with labels."""
+    n, m = h.shape[0], kd_rows.shape[0]
+    grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
+    ce_sum = h.new_zeros((), dtype=torch.float64)
+    kd_sum = h.new_zeros((), dtype=torch.float64)
+    kd_slot = torch.full((n,), -1, dtype=torch.long)  # row r of the batch -> its KD row (or -1)
+    kd_slot[kd_rows] = torch.arange(m)
+    step = _chunk_rows(weight.shape[0], weight.shape[1])
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        hc = h[s:e]  # (c, d)
+        z = item_scores(hc, weight)  # (c, I), on the fastest CPU kernel
+        t = targets[s:e]
+        rows = torch.arange(e - s)
+        g = None
+        slot = kd_slot[s:e]
+        local = torch.nonzero(slot >= 0).squeeze(1)  # rows of this chunk with teacher labels
+        if len(local):
+            cols, probs = kd_cols[slot[local]], kd_probs[slot[local]]  # (c', K)
+            plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-30).log(), 0.0)
+            zt = z[local] / temperature  # (c', I)
+            lse_t = torch.logsumexp(zt, dim=1, keepdim=True)  # (c', 1)
+            kd_sum += (plogp - probs * (zt.gather(1, cols) - lse_t)).sum().double()
+            # gradient of the KD term: w_kd * T / M * (softmax(z/T) - p~)
+            gk = zt.sub_(lse_t).exp_()  # (c', I) student probabilities at T
+            gk.scatter_add_(1, cols, -probs)
+            gk.mul_(w_kd * temperature / m)
+            if len(local) == e - s:
+                g = gk
+            else:
+                g = torch.zeros_like(z)
+                g.index_add_(0, local, gk)
+        p = torch.softmax(z, dim=1)  # (c, I): one fused pass, each exp computed once
+        ce_sum -= p[rows, t].clamp_min(1e-38).log().sum().double()
+        if w_hard > 0:
+            p[rows, t] -= 1.0
+            p.mul_(w_hard / n)
+            g = p if g is None else g.add_(p)
+        if g is None:
+            grad_h[s:e].zero_()
+            continue
+        grad_h[s:e] = g @ weight  # (c, d)
+        grad_w.addmm_(g.T, hc)  # (I, d)
+    return grad_h, grad_w, ce_sum, kd_sum
+
+
 class _LinearSoftmaxLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature):
@@ -41,71 +135,13 @@ class _LinearSoftmaxLoss(torch.autograd.Function):
         n = h.shape[0]
         m = 0 if kd_rows is None else kd_rows.shape[0]
         use_kd = m > 0 and w_kd > 0
-        grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight)
-        ce_sum = h.new_zeros((), dtype=torch.float64)
-        kd_sum = h.new_zeros((), dtype=torch.float64)
-        # row r of the batch -> its row in the KD tensors (or -1)
-        kd_slot = None
-        if use_kd:
-            kd_slot = torch.full((n,), -1, dtype=torch.long)
-            kd_slot[kd_rows] = torch.arange(m)
-        step = _chunk_rows(weight.shape[0], weight.shape[1])
-        for s in range(0, n, step):
-            e = min(s + step, n)
-            hc = h[s:e]  # (c, d)
-            z = item_scores(hc, weight)  # (c, I), on the fastest CPU kernel
-            t = targets[s:e]
-            rows = torch.arange(e - s)
-            local = cols = probs = None
-            if use_kd:
-                slot = kd_slot[s:e]
-                local = torch.nonzero(slot >= 0).squeeze(1)  # rows of this chunk with teacher labels
-                if len(local):
-                    cols, probs = kd_cols[slot[local]], kd_probs[slot[local]]  # (c', K)
-                    plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-30).log(), 0.0)
-                else:
-                    local = None
-            g = None
-            if local is not None and temperature != 1.0:
-                zt = z[local] / temperature  # (c', I)
-                lse_t = torch.logsumexp(zt, dim=1, keepdim=True)  # (c', 1)
-                kd_sum += (plogp - probs * (zt.gather(1, cols) - lse_t)).sum().double()
-                # gradient of the KD term: w_kd * T / M * (softmax(z/T) - p~)
-                gk = zt.sub_(lse_t).exp_()  # (c', I) student probabilities at T
-                gk.scatter_add_(1, cols, -probs)
-                gk.mul_(w_kd * temperature / m)
-                if len(local) == e - s:
-                    g = gk
-                else:
-                    g = torch.zeros_like(z)
-                    g.index_add_(0, local, gk)
-            p = torch.softmax(z, dim=1)  # (c, I): one fused pass, each exp computed once
-            ce_sum -= p[rows, t].clamp_min(1e-38).log().sum().double()
-            if local is not None and temperature == 1.0:
-                # T = 1: the KD term shares the CE's softmax, so one (c, I) pass serves both:
-                # g = (w_hard/N + w_kd/M [row has labels]) p - w_hard/N onehot(y) - w_kd/M p~
-                whole = len(local) == e - s  # every row has labels (the usual case): dense ops
-                q = p.gather(1, cols) if whole else p[local[:, None], cols]  # (c', K) at the teacher's items
-                kd_sum += (plogp - probs * q.clamp_min(1e-38).log()).sum().double()
-                coef = torch.full((e - s, 1), w_hard / n)
-                coef[local] += w_kd / m
-                p.mul_(coef)
-                p[rows, t] -= w_hard / n
-                if whole:
-                    p.scatter_add_(1, cols, probs * (-w_kd / m))
-                else:
-                    p.index_put_((local[:, None].expand_as(cols), cols), probs * (-w_kd / m), accumulate=True)
-                g = p
-            elif w_hard > 0:
-                p[rows, t] -= 1.0
-                p.mul_(w_hard / n)
-                g = p if g is None else g.add_(p)
-            if g is None:
-                grad_h[s:e].zero_()
-                continue
-            grad_h[s:e] = g @ weight  # (c, d)
-            grad_w.addmm_(g.T, hc)  # (I, d)
+        if use_kd and temperature != 1.0:
+            parts = _tempered(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature)
+        elif use_kd:
+            parts = _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd)
+        else:
+            parts = _shared_softmax(h, weight, targets, None, None, None, w_hard, 0.0)
+        grad_h, grad_w, ce_sum, kd_sum = parts
         ce = ce_sum.float() / max(n, 1)
         kd = (kd_sum.float() * temperature**2 / m) if use_kd else ce.new_zeros(())
         loss = w_hard * ce + (w_kd * kd if use_kd else 0.0)

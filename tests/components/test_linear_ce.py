@@ -14,7 +14,9 @@ def _inputs(n=90, items=257, d=8, k=12, seed=0, every=3):
     h = torch.randn(n, d, generator=g, requires_grad=True)
     w = torch.randn(items, d, generator=g, requires_grad=True)
     y = torch.randint(0, items, (n,), generator=g)
-    rows = torch.arange(0, n, every)  # every=1: all rows have teacher labels; else only some
+    rows = torch.arange(0, n, abs(every))  # every=1: all rows have teacher labels; else only some
+    if every < 0:  # labelled rows listed out of order
+        rows = rows[torch.randperm(len(rows), generator=g)]
     cols = torch.stack([torch.randperm(items, generator=g)[:k] for _ in rows])
     logits = torch.randn(len(rows), k, generator=g) * 3
     return h, w, y, rows, cols, logits
@@ -23,7 +25,7 @@ def _inputs(n=90, items=257, d=8, k=12, seed=0, every=3):
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
 @pytest.mark.parametrize("w_hard,w_kd", [(1.0, 0.0), (1.0, 0.5), (0.0, 1.0), (0.3, 2.0)])
 @pytest.mark.parametrize("chunk", [7, 1000])  # several chunks (one partial) and a single one
-@pytest.mark.parametrize("every", [1, 3])  # dense (all rows labelled) and sparse KD rows
+@pytest.mark.parametrize("every", [1, 3, -1])  # dense, sparse, and all rows but out of order
 def test_matches_reference(monkeypatch, temperature, w_hard, w_kd, chunk, every):
     monkeypatch.setattr(lce, "_chunk_rows", lambda n_items, dim: chunk)
     h, w, y, rows, cols, logits = _inputs(every=every)
@@ -56,6 +58,15 @@ def test_gradient_flows_through_a_sliced_embedding():
     F.cross_entropy(h.detach() @ ref_emb.weight[1:].T, y).backward()
     torch.testing.assert_close(emb.weight.grad, ref_emb.weight.grad)
     assert emb.weight.grad[0].abs().sum() == 0  # the padding row gets nothing
+
+
+def test_an_empty_batch_gives_zero_loss_and_gradients():
+    h = torch.zeros(0, 4, requires_grad=True)
+    w = torch.randn(10, 4, requires_grad=True)
+    loss, ce, _ = linear_softmax_loss(h, w, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0 and ce.item() == 0.0
+    assert not w.grad.any()
 
 
 def test_shape_errors_are_clear():

@@ -209,3 +209,23 @@ def test_prefetch_keeps_order_reraises_and_stops_early():
     assert next(gen) == 0
     gen.close()  # the consumer stops (e.g. the wall-clock budget): the worker thread ends too
     assert not any(t.name == "soft-label-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("cores,threads,prefetched", [(2, 1, True), (2, 2, False), (1, 1, False)])
+def test_kd_batches_prefetch_only_with_a_spare_core(
+    teacher, tiny_data, tmp_path, monkeypatch, cores, threads, prefetched
+):
+    handle, manifest, _ = build(teacher, tiny_data, tmp_path)
+    calls = []
+    real_prefetch = trainer_module.prefetch
+    monkeypatch.setattr(trainer_module, "prefetch", lambda items: calls.append(1) or real_prefetch(items))
+    monkeypatch.setattr(trainer_module, "available_cores", lambda: cores)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        reader = SoftLabelReader(handle.path)
+        batches = list(trainer_module.kd_batches(reader, tiny_data, 16, 20, 5, np.random.default_rng(0)))
+    finally:
+        torch.set_num_threads(before)
+    assert bool(calls) == prefetched
+    assert sum(int(b.matched.sum()) for b in batches) == manifest["rows"]
