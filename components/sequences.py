@@ -81,7 +81,7 @@ class SequenceData:
 
     def train_batch(self, users: np.ndarray, max_len: int) -> TrainBatch:
         """Inputs are the last ``max_len`` train items before the last; targets are shifted by one."""
-        lengths = self.train_positions(max_len)[users]
+        lengths = np.clip(self.n_train[users] - 1, 0, max_len)  # train_positions of these users only
         width = int(lengths.max())
         inputs = np.zeros((len(users), width), dtype=np.int64)
         targets = np.zeros_like(inputs)

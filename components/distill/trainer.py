@@ -76,7 +76,7 @@ def kd_batch(
     return KDBatch(
         train=tb,
         matched=torch.from_numpy(matched),
-        topk_cols=torch.from_numpy(block.topk_ids[take, :top_k].astype(np.int64) - 1),
+        topk_cols=torch.from_numpy(np.subtract(block.topk_ids[take, :top_k], 1, dtype=np.int64)),  # one pass
         teacher_logits=torch.from_numpy(block.topk_logits[take, :top_k].astype(np.float32)),
         teacher_hidden=torch.from_numpy(block.hidden[take]) if block.hidden is not None else None,
         last_index=torch.cumsum(lengths, 0) - 1,
