@@ -5,7 +5,7 @@ import json
 import pytest
 
 from components.config import load_config
-from components.perf import render_perf, run_perf_benchmark
+from components.perf import render_perf, run_perf_benchmark, training_speed
 from tests.tiny import TINY_PIPELINE
 
 
@@ -41,12 +41,32 @@ def test_perf_benchmark_sections_and_targets(out_root, tmp_path):
     assert all(
         row[stage]["peak_rss_mb"] > 0 for stage in ("ingest", "ingest+validate", "cache", "distill_epoch")
     )
+    sm = s["training_speed"]["sampled"]
+    assert sm["sampled_negatives"] == 2048 and sm["train_epoch_s"] > 0 and "converged" not in sm
     checks = {t["check"] for t in result["targets"]}
     assert "student p99 <= 0.1 x teacher p99" in checks and "KD from cache / no KD epoch <= 1.25" in checks
     saved = json.loads((tmp_path / "perf" / "report.json").read_text())
     assert saved["sections"].keys() == s.keys()
     md = (tmp_path / "perf" / "report.md").read_text()
     assert "## Serving" in md and "## Scale" in md and "| target | measured | met |" in md
+
+
+def test_training_speed_converges_both_losses_and_reports_the_quality_ratio(out_root, tiny_data):
+    config = load_config(profile="demo", overrides=[*TINY_PIPELINE, "teacher.train.patience=1"])
+    t = training_speed(config, tiny_data, "tinydigest", repeats=1, converge=True, sampled_negatives=20,
+                       log=lambda _: None)  # fmt: skip
+    full, sampled = t["converged"], t["sampled"]["converged"]
+    for c in (full, sampled):
+        assert 1 <= c["best_epoch"] <= c["epochs"] <= 2 and 0 <= c["valid_NDCG@10"] <= 1
+        assert 0 < c["seconds_to_best"] <= c["seconds_total"]
+    assert t["sampled"]["valid_ratio_to_full"] == pytest.approx(
+        sampled["valid_NDCG@10"] / full["valid_NDCG@10"]
+    )
+    assert len(list((out_root / "teachers").iterdir())) == 2  # two teachers, stored under different keys
+    md = render_perf({"full": True, "repeats": 1, "sections": {"training_speed": t}, "timings_s": {"total": 1.0},
+                      "machine": {"cpu": "x", "cores": 2, "torch": "t", "threads": 1},
+                      "targets": []})  # fmt: skip
+    assert "sampled softmax, 20 negatives" in md and f"{sampled['valid_NDCG@10']:.4f}" in md
 
 
 def test_render_reports_growth_between_sizes():
