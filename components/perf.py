@@ -636,13 +636,16 @@ def render_perf(result: dict[str, Any]) -> str:
     if "scale" in s:
         sc = s["scale"]
         lines += ["## Scale (synthetic shop, 5,000 items; one process per stage)", "",
-                  "| interactions | ingest s | + validation s | caching s | distill epoch s | peak RSS MB (ingest / +val / cache / distill) |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "| interactions | ingest s | + validation s | caching s | distill epoch s | peak RSS MB (ingest / +val / cache / distill) | distill: RSS before the epoch / added by it MB |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in sc["rows"]:
+            de = r["distill_epoch"]
+            before = de.get("rss_before_epoch_mb")
+            split = f"{before:.0f} / {de['peak_rss_mb'] - before:.0f}" if before is not None else ""
             lines.append(f"| {r['interactions']:,} | {r['ingest']['seconds']:.1f} | {r['ingest+validate']['seconds']:.1f} | "
-                         f"{r['cache']['seconds']:.1f} | {r['distill_epoch']['seconds']:.1f} | "
+                         f"{r['cache']['seconds']:.1f} | {de['seconds']:.1f} | "
                          f"{r['ingest']['peak_rss_mb']:.0f} / {r['ingest+validate']['peak_rss_mb']:.0f} / "
-                         f"{r['cache']['peak_rss_mb']:.0f} / {r['distill_epoch']['peak_rss_mb']:.0f} |")  # fmt: skip
+                         f"{r['cache']['peak_rss_mb']:.0f} / {de['peak_rss_mb']:.0f} | {split} |")  # fmt: skip
         if "interaction_growth" in sc:
             lines.append(f"\nInteractions x{sc['interaction_growth']:.1f}: time x{sc['ingest_time_growth']:.1f} ingest, "
                          f"x{sc['cache_time_growth']:.1f} caching, x{sc['distill_epoch_time_growth']:.1f} distillation; "
