@@ -9,7 +9,8 @@ where peak memory is reported: ``ru_maxrss`` of a fresh process is the only hone
     distill_cost     one epoch of the student: (a) no KD, (b) KD from the Parquet cache, (c) KD with
                      the teacher run online every step
     cache_io         soft-label write and read (rows/s, MB/s) against a plain pyarrow read
-    training_speed   teacher epoch time at d=64, 2 layers, max length 50 (train and validation parts)
+    training_speed   teacher epoch time at d=64, 2 layers, max length 50 (train and validation parts),
+                     full softmax and sampled softmax; with ``full`` both trained to the best checkpoint
     scale            synthetic shops of 200k / 2M (/ 10M with ``full``) interactions: wall time and peak
                      RSS of ingest, validation, soft-label caching and one distillation epoch
 """
