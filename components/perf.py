@@ -110,7 +110,7 @@ def _serve_worker(
 ) -> dict[str, Any]:
     """One engine in a fresh process (1 thread), so peak RSS is the engine's own."""
     configure_torch(1)
-    data = SequenceData.from_dataset(load_dataset(dataset))
+    data = SequenceData.from_path(dataset)
     base_rss = _peak_rss_mb()
     requests = _requests(data, max_len, n_requests)
     big = data.eval_batch(data.eval_users("test")[:256], "test", max_len, mask_history=False).inputs
@@ -405,7 +405,7 @@ def _scale_worker(
                 "dataset": prepared.handle.uri, "digest": prepared.handle.sha256}  # fmt: skip
     # the dataset the ingest stage wrote, read from disk (regenerating it would measure the generator)
     uri, digest = dataset
-    data = SequenceData.from_dataset(load_dataset(uri))
+    data = SequenceData.from_path(uri)
     torch.manual_seed(0)
     teacher = build_model(
         config.teacher.model, data.n_items
@@ -501,7 +501,7 @@ def run_perf_benchmark(
         workdir = Path(tmp)
         if need_models:
             prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
-            data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+            data = SequenceData.from_path(prepared.handle.uri)
             digest = prepared.handle.sha256
             teacher, t_result = train_teacher(config, data, digest, seed, log=log)
             cache, _, _ = cache_soft_labels(config, data, digest, teacher, t_result)

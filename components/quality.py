@@ -22,7 +22,7 @@ import torch
 
 from components.artifacts import Handle, sha256_json, write_json_atomic
 from components.config import DistillConfig, ModelConfig, PipelineConfig, TeacherConfig
-from components.data.dataset import load_dataset, prepare_dataset
+from components.data.dataset import prepare_dataset
 from components.distill.trainer import distill_student
 from components.evaluation import compare_models
 from components.models import build_model
@@ -162,7 +162,7 @@ def run_quality_benchmark(
 
     t0 = time.perf_counter()
     prepared = prepare_dataset(config.data, root, docs_dir=out_dir / "data_docs")
-    data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+    data = SequenceData.from_path(prepared.handle.uri)
     timings["data"] = time.perf_counter() - t0
     log(f"dataset {prepared.handle.uri} ({data.n_users:,} users, {data.n_items:,} items)")
 

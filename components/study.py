@@ -26,7 +26,7 @@ import torch
 
 from components.artifacts import write_json_atomic
 from components.config import PipelineConfig
-from components.data.dataset import load_dataset, prepare_dataset
+from components.data.dataset import prepare_dataset
 from components.evaluation import evaluate_model, latency_profile
 from components.models import build_model, count_parameters
 from components.models.ensemble import Ensemble
@@ -140,7 +140,7 @@ def run_study(
     top_k, hidden = _needs(grid, config)
 
     prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
-    data = SequenceData.from_dataset(load_dataset(prepared.handle.uri))
+    data = SequenceData.from_path(prepared.handle.uri)
     digest = prepared.handle.sha256
     log(f"study on {config.data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(grid)} variants x "
         f"{len(seeds)} seeds ({'full' if full else 'quick'} grid)")  # fmt: skip

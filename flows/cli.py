@@ -164,12 +164,12 @@ def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
 
 def _with_recipe(config: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
     """Model sizes from the dataset's statistics; settings given with --set still win."""
-    from components.data.dataset import load_dataset, prepare_dataset
+    from components.data.dataset import prepare_dataset
     from components.recipe import dataset_stats, suggest
     from components.sequences import SequenceData
 
     prepared = prepare_dataset(config.data, config.runtime.root)
-    stats = dataset_stats(SequenceData.from_dataset(load_dataset(prepared.handle.uri)))
+    stats = dataset_stats(SequenceData.from_path(prepared.handle.uri))
     explicit = {item.split("=", 1)[0] for item in args.overrides}
     chosen = {k: v for k, v in suggest(stats).items() if k not in explicit}
     print("recipe: " + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f" (from {stats})")

@@ -10,7 +10,6 @@ from prefect.artifacts import create_markdown_artifact
 
 from components.artifacts import Handle, sha256_file, write_json_atomic
 from components.config import GateConfig, RegistryConfig, RuntimeConfig
-from components.data.dataset import load_dataset
 from components.evaluation import compare_models
 from components.gate import decide
 from components.registry import Registry
@@ -46,7 +45,7 @@ def evaluate(
 ) -> Handle:
     """Teacher / student-KD / student-noKD / champion on the same test split -> report.json + plots."""
     run = Path(run_dir)
-    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    data = SequenceData.from_path(dataset.uri)
     models = {}
     models["teacher"] = (load_teacher(teacher.uri), teacher.meta["max_len"])  # a checkpoint or an ensemble
     for name, handle in (("student-kd", candidate), ("student-nokd", baseline)):

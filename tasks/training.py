@@ -14,7 +14,6 @@ from prefect.artifacts import create_markdown_artifact
 
 from components.artifacts import Handle, sha256_json
 from components.config import DistillConfig, RuntimeConfig, StudentConfig, TeacherConfig
-from components.data.dataset import load_dataset
 from components.distill.trainer import distill_student as train_student
 from components.quality import train_teacher_models
 from components.sequences import SequenceData
@@ -40,7 +39,7 @@ def _history_table(history: list[dict]) -> str:
 
 @task(**EXPENSIVE)
 def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig) -> Handle:
-    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    data = SequenceData.from_path(dataset.uri)
     name = dataset.meta.get("name") or Path(dataset.uri).name
     _, run = train_teacher_models(teacher, data, dataset.sha256, runtime.root, name, runtime.seed,
                                   threads=runtime.threads)  # fmt: skip
@@ -61,7 +60,7 @@ def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfi
 def cache_soft_labels(
     dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig
 ) -> Handle:
-    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    data = SequenceData.from_path(dataset.uri)
     model = load_teacher(teacher.uri)  # a checkpoint or an ensemble record
     handle, manifest, reused = build_soft_labels(
         model, data, runtime.root, teacher_digest=teacher.sha256, dataset_digest=dataset.sha256,
@@ -88,7 +87,7 @@ def distill_student(
     name: str,
 ) -> Handle:
     """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline)."""
-    data = SequenceData.from_dataset(load_dataset(dataset.uri))
+    data = SequenceData.from_path(dataset.uri)
     key = sha256_json({"data": dataset.sha256, "cache": soft_labels.sha256 if soft_labels else None,
                        "student": student.model_dump(), "distill": distill.model_dump() if soft_labels else None,
                        "seed": runtime.seed})  # fmt: skip

@@ -96,3 +96,24 @@ def test_crash_while_writing_leaves_no_dataset(tmp_path, monkeypatch):
         prepare_dataset(TINY, tmp_path)
     leftovers = list((tmp_path / "datasets").iterdir())
     assert leftovers == []
+
+
+def test_sequences_read_from_the_path_equal_those_from_the_pandas_tables(prepared, tmp_path):
+    import numpy as np
+
+    from components.sequences import SequenceData
+
+    _, result = prepared
+    lean = SequenceData.from_path(result.handle.path)
+    full = SequenceData.from_dataset(load_dataset(result.handle.path))
+    for name in full.__dataclass_fields__:
+        a, b = getattr(full, name), getattr(lean, name)
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+        else:
+            assert a == b, name
+    broken = prepare_dataset(TINY, tmp_path)
+    target = broken.handle.path / "interactions.parquet"
+    target.write_bytes(target.read_bytes()[:-10])
+    with pytest.raises(DatasetCorruptError, match="interactions.parquet does not match"):
+        SequenceData.from_path(broken.handle.path)
