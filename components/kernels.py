@@ -4,7 +4,7 @@ Scores against the whole catalogue are a short-and-wide product: (n, d) x (d, I)
 and I in the tens of thousands. torch's default CPU path for it (MKL sgemm in the x86 wheels) runs
 at 10-35 GFLOPS on the AMD EPYC machines this project runs on; oneDNN's linear kernel, shipped in
 the same torch build and run on the same thread pool, at 30-90. Measured on Beauty's 12,101 items
-(``python -m components.kernels`` prints these): d=16 x 256 rows 14.1 -> 4.4 ms,
+(``python -m components.kernels`` prints these): d=16 x 256 rows 11.8 -> 4.3 ms,
 d=64 x 346 rows 26.1 -> 12.5 ms, 1 thread. For a handful of rows (single-request serving) MKL is
 faster, so small products keep the default path.
 
