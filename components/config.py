@@ -22,6 +22,7 @@ from pydantic import (
     Tag,
     ValidationError,
     ValidationInfo,
+    model_serializer,
     model_validator,
 )
 
@@ -216,10 +217,24 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     sampled_negatives: int | None = Field(
-        None, ge=1, description="sampled softmax with this many shared uniform negatives (None: full softmax)"
+        None, ge=1, description="sampled softmax with this many shared negatives (None: full softmax)"
+    )
+    sampling: Literal["uniform", "mixed"] = Field(
+        "uniform",
+        description="where sampled negatives come from: uniform over the catalogue, or half uniform and "
+        "half by training popularity (logQ-corrected)",
     )
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
     max_wall_seconds: float | None = Field(None, gt=0)
+
+    @model_serializer(mode="wrap")
+    def _omit_default_sampling(self, handler: Any) -> dict[str, Any]:
+        # Stored runs are keyed by the dumped config; leaving out the default sampling keeps the keys
+        # of runs stored before the option existed (uniform was then the only kind) valid.
+        out = handler(self)
+        if out.get("sampling") == "uniform":
+            out.pop("sampling")
+        return out
 
 
 class TeacherConfig(StrictModel):

@@ -43,7 +43,7 @@ from components.quality import cache_soft_labels, train_student, train_teacher
 from components.runtime import configure_torch
 from components.sequences import SequenceData
 from components.soft_labels import DATA_FILE, SoftLabelReader, build_soft_labels
-from components.training import adamw, hard_label_loss
+from components.training import adamw, hard_label_loss, negative_proposal
 
 SECTIONS = ("serving", "distill_cost", "cache_io", "training_speed", "scale")
 
@@ -289,13 +289,16 @@ def cache_io(cache_uri: str, workdir: Path, *, repeats: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- training speed
 SAMPLED_NEGATIVES = 2048  # the sampled-softmax variant of the training-speed section
+SAMPLING = "mixed"  # its negatives: half uniform, half by popularity, logQ-corrected
 
 
 def _teacher_epochs(config: PipelineConfig, data: SequenceData, m_cfg: ModelConfig, sampled: int | None,
-                    repeats: int) -> dict[str, Any]:  # fmt: skip
+                    repeats: int, sampling: str = "uniform") -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(0)
     model = build_model(m_cfg, data.n_items)
-    loss_fn = hard_label_loss(model, sampled)
+    loss_fn = hard_label_loss(
+        model, sampled, negative_proposal(data.train_counts, sampling) if sampled else None
+    )
     rng = np.random.default_rng(0)
     train_s, eval_s = [], []
     opt = adamw(model.parameters(), lr=config.teacher.train.lr)
@@ -311,15 +314,15 @@ def _teacher_epochs(config: PipelineConfig, data: SequenceData, m_cfg: ModelConf
         t0 = time.perf_counter()
         evaluate_model(model, data, "valid", m_cfg.max_len)
         eval_s.append(time.perf_counter() - t0)
-    return {"sampled_negatives": sampled, "params": count_parameters(model), "train_epoch_s": _median(train_s),
+    return {"sampled_negatives": sampled, **({"sampling": sampling} if sampled else {}), "params": count_parameters(model), "train_epoch_s": _median(train_s),
             "valid_eval_s": _median(eval_s), "epoch_with_eval_s": _median(train_s) + _median(eval_s), "runs": train_s}  # fmt: skip
 
 
 def _converge(config: PipelineConfig, data: SequenceData, digest: str, m_cfg: ModelConfig, sampled: int | None,
-              log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+              log: Callable[[str], None], sampling: str = "uniform") -> dict[str, Any]:  # fmt: skip
     """Train the teacher to its best checkpoint (the profile's schedule and early stopping; reused
     when stored) and report how long that took and how good it is on validation."""
-    train = config.teacher.train.model_copy(update={"sampled_negatives": sampled})
+    train = config.teacher.train.model_copy(update={"sampled_negatives": sampled, "sampling": sampling})
     teacher = config.teacher.model_copy(update={"model": m_cfg, "train": train, "ensemble": 1})
     _, run = train_teacher(
         config.model_copy(update={"teacher": teacher}), data, digest, config.runtime.seed, log=log
@@ -335,9 +338,10 @@ def _converge(config: PipelineConfig, data: SequenceData, digest: str, m_cfg: Mo
 
 
 def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, repeats: int, converge: bool,
-                   log: Callable[[str], None], sampled_negatives: int = SAMPLED_NEGATIVES) -> dict[str, Any]:  # fmt: skip
+                   log: Callable[[str], None], sampled_negatives: int = SAMPLED_NEGATIVES,
+                   sampling: str = SAMPLING) -> dict[str, Any]:  # fmt: skip
     """Teacher epoch time at d=64, 2 layers, max length 50 (the issue's reference size), with the
-    full-catalogue softmax and with a sampled softmax (``sampled_negatives`` shared uniform negatives,
+    full-catalogue softmax and with a sampled softmax (``sampled_negatives`` shared negatives drawn by ``sampling``,
     ``train.sampled_negatives``); with ``converge`` both are trained to their best checkpoint, so the
     speed of the sampled loss is shown next to what it costs in validation NDCG@10."""
     m_cfg = config.teacher.model.model_copy(
@@ -345,10 +349,10 @@ def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, r
     )
     out: dict[str, Any] = {"model": m_cfg.model_dump(), **_teacher_epochs(config, data, m_cfg, None, repeats),
                            "output_layer": output_layer_floor(data, m_cfg.d_model, m_cfg.max_len, repeats=repeats)}  # fmt: skip
-    out["sampled"] = _teacher_epochs(config, data, m_cfg, sampled_negatives, repeats)
+    out["sampled"] = _teacher_epochs(config, data, m_cfg, sampled_negatives, repeats, sampling)
     if converge:
         out["converged"] = _converge(config, data, digest, m_cfg, None, log)
-        out["sampled"]["converged"] = _converge(config, data, digest, m_cfg, sampled_negatives, log)
+        out["sampled"]["converged"] = _converge(config, data, digest, m_cfg, sampled_negatives, log, sampling)
         out["sampled"]["valid_ratio_to_full"] = (
             out["sampled"]["converged"]["valid_NDCG@10"] / out["converged"]["valid_NDCG@10"]
         )
@@ -627,7 +631,7 @@ def render_perf(result: dict[str, Any]) -> str:
             ]
             for name, v in (
                 ("full softmax", t),
-                (f"sampled softmax, {sm['sampled_negatives']} negatives", sm),
+                (f"sampled softmax, {sm['sampled_negatives']} {sm.get('sampling', 'uniform')} negatives", sm),
             ):
                 c = v.get("converged")
                 conv = (f"{c['epochs']} ({c['best_epoch']}) | {c['valid_NDCG@10']:.4f} | {c['seconds_to_best'] / 60:.1f}"

@@ -42,7 +42,8 @@ def test_perf_benchmark_sections_and_targets(out_root, tmp_path):
         row[stage]["peak_rss_mb"] > 0 for stage in ("ingest", "ingest+validate", "cache", "distill_epoch")
     )
     sm = s["training_speed"]["sampled"]
-    assert sm["sampled_negatives"] == 2048 and sm["train_epoch_s"] > 0 and "converged" not in sm
+    assert sm["sampled_negatives"] == 2048 and sm["sampling"] == "mixed" and sm["train_epoch_s"] > 0
+    assert "converged" not in sm
     checks = {t["check"] for t in result["targets"]}
     assert "student p99 <= 0.1 x teacher p99" in checks and "KD from cache / no KD epoch <= 1.25" in checks
     saved = json.loads((tmp_path / "perf" / "report.json").read_text())
@@ -66,7 +67,7 @@ def test_training_speed_converges_both_losses_and_reports_the_quality_ratio(out_
     md = render_perf({"full": True, "repeats": 1, "sections": {"training_speed": t}, "timings_s": {"total": 1.0},
                       "machine": {"cpu": "x", "cores": 2, "torch": "t", "threads": 1},
                       "targets": []})  # fmt: skip
-    assert "sampled softmax, 20 negatives" in md and f"{sampled['valid_NDCG@10']:.4f}" in md
+    assert "sampled softmax, 20 mixed negatives" in md and f"{sampled['valid_NDCG@10']:.4f}" in md
 
 
 def test_render_reports_growth_between_sizes():

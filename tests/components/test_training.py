@@ -141,8 +141,9 @@ def test_train_batches_are_shifted_and_right_padded(tiny_data):
     assert np.all(tiny_data.valid_index[users] == tiny_data.test_index[users] - 1)
 
 
-def test_sampled_softmax_trains(tiny_data, tmp_path):
-    cfg = TRAIN.model_copy(update={"sampled_negatives": 20, "epochs": 3})
+@pytest.mark.parametrize("sampling", ["uniform", "mixed"])
+def test_sampled_softmax_trains(tiny_data, tmp_path, sampling):
+    cfg = TRAIN.model_copy(update={"sampled_negatives": 20, "epochs": 3, "sampling": sampling})
     result = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet)
     losses = [h["loss"] for h in result.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
@@ -160,6 +161,53 @@ def test_sampled_softmax_masks_accidental_hits():
     batch = TrainBatch(np.array([0]), inputs, torch.tensor([[2, 3, 1]]), inputs != 0, torch.arange(3)[None])
     loss, _ = hard_label_loss(model, sampled_negatives=50)(batch)
     assert torch.isfinite(loss)
+
+
+def test_mixed_proposal_is_half_uniform_half_popularity():
+    from components.training import negative_proposal
+
+    counts = np.array([0, 6, 2, 0, 0])  # item 0 is padding; items 3 and 4 never seen in train
+    assert negative_proposal(counts, "uniform") is None
+    q = negative_proposal(counts, "mixed").double()
+    assert q[0] == 0 and q.sum().item() == pytest.approx(1.0)
+    want = 0.5 / 4 + 0.5 * torch.tensor([6, 2, 0, 0], dtype=torch.float64) / 8
+    torch.testing.assert_close(q[1:], want, rtol=1e-6, atol=0)
+    assert (q[1:] >= 0.5 / 4 - 1e-7).all()  # every item stays drawable
+    with pytest.raises(ValueError, match="unknown negative sampling"):
+        negative_proposal(counts, "zipf")
+
+
+def test_sampled_softmax_with_proposal_is_logq_corrected():
+    from components.sequences import TrainBatch
+    from components.training import hard_label_loss
+
+    torch.manual_seed(0)
+    model = build_model(MODEL, 6).eval()  # eval: no dropout, so the loss can be recomputed by hand
+    inputs = torch.tensor([[1, 2, 3, 4]])
+    targets = torch.tensor([[2, 3, 4, 5]])
+    batch = TrainBatch(np.array([0]), inputs, targets, inputs != 0, torch.arange(4)[None])
+    proposal = torch.tensor([0.0, 0.4, 0.3, 0.1, 0.1, 0.05, 0.05])
+    torch.manual_seed(1)
+    loss, _ = hard_label_loss(model, sampled_negatives=8, proposal=proposal)(batch)
+    torch.manual_seed(1)
+    negatives = torch.multinomial(proposal, 8, replacement=True)
+    with torch.no_grad():
+        h = model(inputs).hidden[0]  # (4, d)
+        w = model.item_emb.weight
+        t = targets[0]
+        pos = (h * w[t]).sum(1, keepdim=True) - proposal[t].log()[:, None]
+        neg = h @ w[negatives].T - proposal[negatives].log()[None, :]
+        neg = neg.masked_fill(negatives[None, :] == t[:, None], float("-inf"))
+        want = -torch.log_softmax(torch.cat([pos, neg], 1), 1)[:, 0].mean()
+    torch.testing.assert_close(loss.detach(), want)
+
+
+def test_default_sampling_is_left_out_of_stored_keys():
+    # runs stored before the option existed are keyed by dumps without it; they must stay valid
+    assert "sampling" not in TrainConfig().model_dump()
+    mixed = TrainConfig(sampled_negatives=64, sampling="mixed")
+    assert mixed.model_dump()["sampling"] == "mixed"
+    assert TrainConfig.model_validate(mixed.model_dump()) == mixed
 
 
 def test_ensemble_averages_member_log_probabilities_and_round_trips(tiny_data, tmp_path):
