@@ -515,7 +515,7 @@ def run_perf_benchmark(
             log(f"bench: {name}")
             if name == "serving":
                 student, s_result = train_student(config, data, digest, config.student.model, cache, seed, log=log,
-                                                  name="student-sasrec-kd")  # fmt: skip
+                                                  name=f"student-{config.student.model.arch}-kd")  # fmt: skip
                 sec = serving(config, data, prepared.handle.uri, t_result.checkpoint, s_result.checkpoint, student,
                               workdir, requests=requests, repeats=repeats, log=log)  # fmt: skip
             elif name == "distill_cost":

@@ -148,11 +148,13 @@ def run_quality_benchmark(
     config: PipelineConfig,
     out_dir: str | Path,
     *,
-    students: tuple[str, ...] = ("sasrec",),
+    students: tuple[str, ...] | None = None,
     requests: int = 1000,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the whole comparison; write ``report.json`` and ``report.md`` under ``out_dir``."""
+    """Run the whole comparison; write ``report.json`` and ``report.md`` under ``out_dir``.
+
+    ``students``: the student architectures compared (default: the profile's student)."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     root = config.runtime.root
@@ -179,7 +181,7 @@ def run_quality_benchmark(
     models = {"teacher": (teacher, t_cfg.model.max_len)}
     histories = {"teacher": t_result.history}
     pairs = []
-    for arch in students:
+    for arch in students or (config.student.model.arch,):
         s_model = config.student.model.model_copy(update={"arch": arch})
         for kd in (False, True):
             name = f"student-{arch}-{'kd' if kd else 'nokd'}"

@@ -139,7 +139,7 @@ def _bench(run, out: Path, report: str, checks: str) -> int:
     return 0 if all(t["passed"] for t in result[checks]) else 3
 
 
-def bench_quality(config: PipelineConfig, students: tuple[str, ...], requests: int) -> int:
+def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requests: int) -> int:
     """Teacher vs. student with and without KD on the test split; JSON + markdown report."""
     from components.quality import run_quality_benchmark
 
@@ -350,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     quality = bench_sub.add_parser("quality", help="teacher vs. students with and without KD (test split)")
     _add_config_args(quality)
-    quality.add_argument("--students", default="sasrec", help="student architectures, comma-separated")
+    quality.add_argument(
+        "--students", default=None, help="student architectures, comma-separated (default: the profile's)"
+    )
     quality.add_argument("--requests", type=int, default=1000, help="latency requests per model")
     study = bench_sub.add_parser(
         "study", help="distillation study: ablation, temperature, top-K, sizes, seeds"
@@ -390,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.bench_command == "speed":
         return bench_speed(config, args)
     if args.command == "bench":
-        return bench_quality(config, tuple(args.students.split(",")), args.requests)
+        students = tuple(args.students.split(",")) if args.students else None
+        return bench_quality(config, students, args.requests)
     return 2
 
 

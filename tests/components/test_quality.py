@@ -36,3 +36,9 @@ def test_quality_benchmark_end_to_end_and_reuse(out_root, tmp_path):
     assert any("reused" in line for line in lines if line.startswith("soft labels"))
     assert not any("epoch " in line and "/2 loss" in line for line in lines)
     assert again["rows"]["teacher"]["NDCG@10"] == result["rows"]["teacher"]["NDCG@10"]
+    # without --students the profile's student is compared (here a GRU profile: its students are reused)
+    gru = load_config(profile="demo", overrides=[*TINY, "student.model.arch=gru"])
+    lines.clear()
+    only = run_quality_benchmark(gru, tmp_path / "gru", requests=20, log=lines.append)
+    assert list(only["rows"]) == ["teacher", "student-gru-nokd", "student-gru-kd"]
+    assert only["rows"]["student-gru-kd"]["NDCG@10"] == result["rows"]["student-gru-kd"]["NDCG@10"]
