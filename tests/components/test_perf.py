@@ -58,12 +58,17 @@ def test_training_speed_converges_both_losses_and_reports_the_quality_ratio(out_
                        log=lambda _: None)  # fmt: skip
     full, sampled = t["converged"], t["sampled"]["converged"]
     for c in (full, sampled):
-        assert 1 <= c["best_epoch"] <= c["epochs"] <= 2 and 0 <= c["valid_NDCG@10"] <= 1
-        assert 0 < c["seconds_to_best"] <= c["seconds_total"]
+        assert [r["seed"] for r in c["runs"]] == [0, 1]  # two seeds each, the means reported
+        for r in c["runs"]:
+            assert 1 <= r["best_epoch"] <= r["epochs"] <= 2 and 0 <= r["valid_NDCG@10"] <= 1
+            assert 0 < r["seconds_to_best"] <= r["seconds_total"]
+        assert c["valid_NDCG@10"] == pytest.approx(sum(r["valid_NDCG@10"] for r in c["runs"]) / 2)
     assert t["sampled"]["valid_ratio_to_full"] == pytest.approx(
         sampled["valid_NDCG@10"] / full["valid_NDCG@10"]
     )
-    assert len(list((out_root / "teachers").iterdir())) == 2  # two teachers, stored under different keys
+    assert (
+        len(list((out_root / "teachers").iterdir())) == 4
+    )  # 2 losses x 2 seeds, stored under their own keys
     md = render_perf({"full": True, "repeats": 1, "sections": {"training_speed": t}, "timings_s": {"total": 1.0},
                       "machine": {"cpu": "x", "cores": 2, "torch": "t", "threads": 1},
                       "targets": []})  # fmt: skip
