@@ -24,7 +24,7 @@ from components.artifacts import Handle, sha256_json, write_json_atomic
 from components.config import DistillConfig, ModelConfig, PipelineConfig, TeacherConfig
 from components.data.dataset import prepare_dataset
 from components.distill.trainer import distill_student
-from components.evaluation import compare_models
+from components.evaluation import compare_models, evaluate_model
 from components.models import build_model
 from components.runtime import configure_torch
 from components.sequences import SequenceData
@@ -205,6 +205,11 @@ def run_quality_benchmark(
         report.rows[name]["train_seconds"] = round(sum(h["seconds"] for h in hist), 1)
         report.rows[name]["valid_NDCG@10"] = max((h["valid"]["NDCG@10"] for h in hist), default=0.0)
     report.rows["teacher"]["train_seconds"] = round(t_result.train_seconds, 1)  # every member
+    if len(t_result.members) > 1:  # an ensemble: its own validation score, each member's epochs
+        report.rows["teacher"]["valid_NDCG@10"] = evaluate_model(teacher, data, "valid", t_cfg.model.max_len)[
+            "NDCG@10"
+        ]
+        report.rows["teacher"]["member_epochs"] = [[len(m.history), m.best_epoch] for m in t_result.members]
     t_params = report.rows["teacher"]["params"]
     for row in report.rows.values():
         row["param_ratio_to_teacher"] = t_params / row["params"]
@@ -238,6 +243,11 @@ def run_quality_benchmark(
 
 
 def render_markdown(result: dict[str, Any], table: str) -> str:
+    def epochs(r: dict[str, Any]) -> str:
+        if "member_epochs" in r:
+            return "members: " + ", ".join(f"{e} ({b})" for e, b in r["member_epochs"])
+        return f"{r['epochs']} ({r['best_epoch']})"
+
     lines = [
         f"# Quality benchmark: {result['dataset']['name']} ({result['split']} split, full ranking)",
         "",
@@ -253,7 +263,7 @@ def render_markdown(result: dict[str, Any], table: str) -> str:
     ]
     for name, r in result["rows"].items():
         lines.append(
-            f"| {name} | {r['epochs']} ({r['best_epoch']}) | {r['train_seconds']:.0f} | {r['valid_NDCG@10']:.4f} "
+            f"| {name} | {epochs(r)} | {r['train_seconds']:.0f} | {r['valid_NDCG@10']:.4f} "
             f"| 1/{r['param_ratio_to_teacher']:.1f} | {r['p99_ratio_to_teacher']:.2f} |"
         )
     lines += ["", "| target | measured | met |", "|---|---|---|"]

@@ -191,9 +191,13 @@ def _first_index(users: np.ndarray, selected: np.ndarray, n_users: int) -> np.nd
     return out
 
 
+BUCKET_WINDOW = 50  # batches sorted by length together before the batch order is shuffled
+
+
 def length_bucketed(
-    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None, window: int = 50
-) -> list[np.ndarray]:
+    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
+    window: int = BUCKET_WINDOW,
+) -> list[np.ndarray]:  # fmt: skip
     """Split ``users`` into batches of similar length: shuffle, sort by length inside windows of
     ``window`` batches, cut, then shuffle the batch order. Without ``rng`` the order is deterministic."""
     order = rng.permutation(len(users)) if rng is not None else np.arange(len(users))

@@ -42,3 +42,12 @@ def test_quality_benchmark_end_to_end_and_reuse(out_root, tmp_path):
     only = run_quality_benchmark(gru, tmp_path / "gru", requests=20, log=lines.append)
     assert list(only["rows"]) == ["teacher", "student-gru-nokd", "student-gru-kd"]
     assert only["rows"]["student-gru-kd"]["NDCG@10"] == result["rows"]["student-gru-kd"]["NDCG@10"]
+
+
+def test_quality_benchmark_with_an_ensemble_teacher_reports_the_ensemble(out_root, tmp_path):
+    config = load_config(profile="demo", overrides=[*TINY, "teacher.ensemble=2"])
+    result = run_quality_benchmark(config, tmp_path / "report", requests=5, log=lambda _: None)
+    t = result["rows"]["teacher"]
+    assert len(t["member_epochs"]) == 2 and all(1 <= b <= e for e, b in t["member_epochs"])
+    assert 0 < t["valid_NDCG@10"] <= 1
+    assert "| teacher | members: " in (tmp_path / "report" / "report.md").read_text()

@@ -100,6 +100,30 @@ def test_streaming_reader_covers_every_row_once(teacher, tiny_data, tmp_path):
     assert rows == manifest["rows"]
 
 
+@pytest.mark.parametrize("window_batches", [1, 3, 1000])
+def test_batches_are_bucketed_across_row_groups(teacher, tiny_data, tmp_path, window_batches):
+    """Blocks are gathered into windows of >= window_batches batches before bucketing by length, so a
+    small row group does not cost extra padding; within one window the batches' lengths do not overlap."""
+    handle, manifest, _ = build(teacher, tiny_data, tmp_path, users_per_group=16)
+    reader = SoftLabelReader(handle.path)
+    assert reader.num_row_groups > 3
+    lengths = tiny_data.train_positions(20)
+    batches = list(
+        reader.iter_user_batches(8, lengths, np.random.default_rng(0), window_batches=window_batches)
+    )
+    users = np.concatenate([u for u, _ in batches])
+    assert sorted(users.tolist()) == sorted(tiny_data.train_users().tolist())  # every user once
+    assert sum(len(b.users) for _, b in batches) == manifest["rows"]
+    for u, b in batches:  # the rows are exactly the batch's users' rows
+        assert set(b.users.tolist()) == set(u.tolist())
+    spans = sorted((lengths[u].min(), lengths[u].max()) for u, _ in batches)
+    overlapping = sum(hi > nxt_lo for (_, hi), (nxt_lo, _) in zip(spans, spans[1:]))
+    if window_batches == 1000:  # one window over the whole cache: sorted by length end to end
+        assert overlapping == 0
+    if window_batches == 1:  # one 16-user block per window: the blocks' length ranges overlap
+        assert overlapping > 0
+
+
 def test_kd_batch_alignment_and_mismatch(teacher, tiny_data, tmp_path):
     handle, _, _ = build(teacher, tiny_data, tmp_path, cache_hidden=True)
     reader = SoftLabelReader(handle.path)
