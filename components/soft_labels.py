@@ -196,6 +196,9 @@ def build_soft_labels(
     return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, False
 
 
+WINDOW_ROWS = 65_536  # at most ~40 MB of top-100 ids and fp16 logits gathered for length bucketing
+
+
 class SoftLabelReader:
     """Streams a verified cache one row group (a block of whole users) at a time."""
 
@@ -234,24 +237,33 @@ class SoftLabelReader:
 
     def iter_user_batches(
         self, batch_size: int, lengths: np.ndarray, rng: np.random.Generator | None = None,
-        window_batches: int = BUCKET_WINDOW,
+        window_batches: int = BUCKET_WINDOW, window_rows: int = WINDOW_ROWS,
     ) -> Iterator[tuple[np.ndarray, SoftLabelBlock]]:  # fmt: skip
         """Yield ``(users, rows)``: student batches of users (similar lengths together) with their
         cache rows. Blocks are read in shuffled order and gathered into windows of at least
         ``window_batches`` batches of users before bucketing by length, the window plain training
         buckets in (:func:`~components.sequences.length_bucketed`): per 2,048-user block alone the
         batches' longest sequences sum to ~20% more steps (Beauty), which a GRU student pays in full.
-        Memory stays bounded by the window, not the cache. ``lengths`` is per user id."""
+        A window also closes at ``window_rows`` cache rows, so memory stays bounded by a fixed size,
+        not the cache (long-history shops get one row group per window, as before). ``lengths`` is
+        per user id."""
         pending: list[SoftLabelBlock] = []
-        n_users = 0
+        n_users = n_rows = 0
         for block in self.iter_blocks(rng):
             pending.append(block)
             n_users += len(np.unique(block.users))
-            if n_users >= batch_size * window_batches:
-                yield from _bucketed(_concat(pending), batch_size, lengths, rng, window_batches)
-                pending, n_users = [], 0
+            n_rows += len(block.users)
+            del block  # the window's copy is the only one kept while its batches are consumed
+            if n_users >= batch_size * window_batches or n_rows >= window_rows:
+                window = _concat(pending)
+                pending.clear()
+                n_users = n_rows = 0
+                yield from _bucketed(window, batch_size, lengths, rng, window_batches)
+                del window
         if pending:
-            yield from _bucketed(_concat(pending), batch_size, lengths, rng, window_batches)
+            window = _concat(pending)
+            pending.clear()
+            yield from _bucketed(window, batch_size, lengths, rng, window_batches)
 
 
 def _bucketed(

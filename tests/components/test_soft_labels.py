@@ -117,11 +117,18 @@ def test_batches_are_bucketed_across_row_groups(teacher, tiny_data, tmp_path, wi
     for u, b in batches:  # the rows are exactly the batch's users' rows
         assert set(b.users.tolist()) == set(u.tolist())
     spans = sorted((lengths[u].min(), lengths[u].max()) for u, _ in batches)
-    overlapping = sum(hi > nxt_lo for (_, hi), (nxt_lo, _) in zip(spans, spans[1:]))
+    overlapping = sum(hi > nxt_lo for (_, hi), (nxt_lo, _) in zip(spans, spans[1:], strict=False))
     if window_batches == 1000:  # one window over the whole cache: sorted by length end to end
         assert overlapping == 0
     if window_batches == 1:  # one 16-user block per window: the blocks' length ranges overlap
         assert overlapping > 0
+    # a row cap closes each window after one block, however many batches it asks for
+    capped = list(
+        reader.iter_user_batches(8, lengths, np.random.default_rng(0), window_batches=1000, window_rows=1)
+    )
+    assert sorted(np.concatenate([u for u, _ in capped]).tolist()) == sorted(users.tolist())
+    spans = sorted((lengths[u].min(), lengths[u].max()) for u, _ in capped)
+    assert sum(hi > nxt_lo for (_, hi), (nxt_lo, _) in zip(spans, spans[1:], strict=False)) > 0
 
 
 def test_kd_batch_alignment_and_mismatch(teacher, tiny_data, tmp_path):
