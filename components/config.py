@@ -227,6 +227,15 @@ class TrainConfig(StrictModel):
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
     max_wall_seconds: float | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _sampling_needs_negatives(self) -> TrainConfig:
+        if self.sampling != "uniform" and self.sampled_negatives is None:
+            raise ValueError(
+                f"sampling: {self.sampling} chooses how sampled negatives are drawn, but sampled_negatives "
+                "is not set (the full softmax samples nothing); set sampled_negatives, e.g. 2048"
+            )
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_default_sampling(self, handler: Any) -> dict[str, Any]:
         # Stored runs are keyed by the dumped config; leaving out the default sampling keeps the keys

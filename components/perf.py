@@ -158,7 +158,7 @@ def serving(config: PipelineConfig, data: SequenceData, data_uri: str, teacher_c
     t_p99 = rows["teacher (torch)"]["latency_p99_ms"]
     for r in rows.values():
         r["p99_ratio_to_teacher"] = r["latency_p99_ms"] / t_p99
-    out = {"rows": rows, "ratio": rows["student (torch)"]["p99_ratio_to_teacher"]}
+    out = {"rows": rows}
     if export is not None:
         out["onnx_accuracy"] = onnx_accuracy(student, data, export.path, s_len)
     return out

@@ -218,9 +218,10 @@ def fit(
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    step_loss = step_loss or hard_label_loss(
-        model, train_cfg.sampled_negatives, negative_proposal(data.train_counts, train_cfg.sampling)
-    )
+    if step_loss is None:
+        sampled = train_cfg.sampled_negatives
+        proposal = negative_proposal(data.train_counts, train_cfg.sampling) if sampled else None
+        step_loss = hard_label_loss(model, sampled, proposal)
     if batches is None:
 
         def batches(epoch: int, rng: np.random.Generator) -> Iterable[TrainBatch]:

@@ -205,6 +205,8 @@ def test_sampled_softmax_with_proposal_is_logq_corrected():
 def test_default_sampling_is_left_out_of_stored_keys():
     # runs stored before the option existed are keyed by dumps without it; they must stay valid
     assert "sampling" not in TrainConfig().model_dump()
+    with pytest.raises(ValueError, match="sampled_negatives is not set"):
+        TrainConfig(sampling="mixed")  # nothing is sampled by the full softmax
     mixed = TrainConfig(sampled_negatives=64, sampling="mixed")
     assert mixed.model_dump()["sampling"] == "mixed"
     assert TrainConfig.model_validate(mixed.model_dump()) == mixed
