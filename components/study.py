@@ -129,7 +129,8 @@ def run_study(
     """Run the grid for every seed; write ``study.json``, ``study.md`` and the size-curve plots.
 
     ``teacher_per_seed`` (default: only with ``full``) trains one teacher per seed; otherwise the
-    teacher of the first seed serves every student seed, so the spread is the students' own.
+    profile's teacher (seed ``runtime.seed``, the one the flow and ``bench quality`` use) serves every
+    student seed, so the spread is the students' own and ``seeds=(1, 2)`` extends a ``(0,)`` study.
     """
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -148,7 +149,7 @@ def run_study(
     runs: list[dict[str, Any]] = []
     teachers: dict[int, dict[str, Any]] = {}
     for seed in seeds:
-        t_seed = seed if teacher_per_seed else seeds[0]
+        t_seed = seed if teacher_per_seed else config.runtime.seed
         if t_seed not in teachers:
             t0 = time.perf_counter()
             teacher, t_result = train_teacher(config, data, digest, t_seed, log=log)

@@ -37,6 +37,11 @@ def test_quick_study_aggregates_seeds_and_reuses(out_root, tmp_path):
     again = run_study(config, tmp_path / "again", seeds=(0, 1), requests=10, log=lines.append)
     assert not any("/2 loss" in line for line in lines)
     assert again["rows"]["gru-d8-kd"]["test"] == result["rows"]["gru-d8-kd"]["test"]
+    # a study of other student seeds keeps the profile's teacher (runtime.seed), not one of seed 1
+    lines.clear()
+    later = run_study(config, tmp_path / "later", seeds=(1,), requests=10, log=lines.append)
+    assert not any("/2 loss" in line for line in lines)
+    assert later["teacher"]["seeds"] == [0] and later["teacher"]["test"] == result["teacher"]["test"]
 
 
 def test_full_grid_has_every_group():
