@@ -36,6 +36,7 @@ from components.sequences import SequenceData
 from components.training import load_model
 
 METRICS = ("NDCG@10", "HR@10", "MRR@10", "coverage@10", "popularity_pct@10")
+EPOCH_BUDGETS = (10, 20, 40)  # "same epochs budget": KD vs no KD when training may last only E epochs
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def run_study(
                 "variant": v.name, "seed": seed, "teacher_seed": t_seed, "params": count_parameters(student),
                 "valid": valid, "test": test, "epochs": len(result.history), "best_epoch": result.best_epoch,
                 "train_seconds": sum(h["seconds"] for h in result.history),
+                "valid_curve": [h["valid"]["NDCG@10"] for h in result.history],
                 "wall_seconds": time.perf_counter() - t0,
             })  # fmt: skip
 
@@ -228,7 +230,15 @@ def run_study(
     write_json_atomic(out_dir / "study.json", result)
     (out_dir / "study.md").write_text(render_study(result))
     plot_size_curve(result, out_dir)
+    plot_epoch_budget(result, out_dir)
     return result
+
+
+def best_within(curve: list[float], epochs: int) -> float:
+    """The best validation score a run had reached after ``epochs`` epochs: what a student trained on a
+    budget of that many epochs (keeping its best checkpoint) would ship. A run that stopped earlier
+    (early stopping) keeps its best."""
+    return max(curve[:epochs])
 
 
 def _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed) -> dict[str, Any]:
@@ -238,6 +248,9 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_s
         row: dict[str, Any] = {**asdict(v), "params": mine[0]["params"], "seeds": [r["seed"] for r in mine]}
         for split in ("valid", "test"):
             row[split] = {m: _summary([r[split][m] for r in mine]) for m in METRICS}
+        row["valid_within_epochs"] = {
+            str(e): _summary([best_within(r["valid_curve"], e) for r in mine]) for e in EPOCH_BUDGETS
+        }
         row["train_seconds"] = _summary([r["train_seconds"] for r in mine])
         row["epochs"] = _summary([r["epochs"] for r in mine])
         row["latency_p99_ms"] = latency[f"{v.arch}-d{v.d_model}"]["latency_p99_ms"]
@@ -332,7 +345,34 @@ def render_study(result: dict[str, Any]) -> str:
     lines += ["", "| target (test means) | measured | met |", "|---|---|---|"]
     for c in result["checks"]:
         lines.append(f"| {c['check']} | {c['value']:.4f} | {'yes' if c['passed'] else 'no'} |")
+    lines += _budget_table(result["rows"])
     return "\n".join(lines) + "\n"
+
+
+def _budget_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """KD vs no KD on the same epoch budget: the best validation NDCG@10 reached within E epochs."""
+    pairs = [(n, n[: -len("-kd")] + "-nokd") for n, r in rows.items() if r["kd"] and n.endswith("-kd")]
+    pairs = [(kd, nokd) for kd, nokd in pairs if nokd in rows and "valid_within_epochs" in rows[kd]]
+    if not pairs:
+        return []
+    budgets = list(rows[pairs[0][0]]["valid_within_epochs"])
+    out = [
+        "",
+        "Same epoch budget (validation NDCG@10: the best reached within the first E epochs, mean over "
+        "seeds; KD / no KD):",
+        "",
+        "| student | " + " | ".join(f"E = {e}" for e in budgets) + " | until early stopping |",
+        "|---|" + "---|" * (len(budgets) + 1),
+    ]
+    for kd, nokd in pairs:
+        cells = []
+        for e in budgets:
+            a, b = rows[kd]["valid_within_epochs"][e]["mean"], rows[nokd]["valid_within_epochs"][e]["mean"]
+            cells.append(f"{a:.4f} / {b:.4f} ({a / max(b, 1e-12):.2f}x)")
+        a, b = rows[kd]["valid"]["NDCG@10"]["mean"], rows[nokd]["valid"]["NDCG@10"]["mean"]
+        cells.append(f"{a:.4f} / {b:.4f} ({a / max(b, 1e-12):.2f}x)")
+        out.append(f"| {kd} | " + " | ".join(cells) + " |")
+    return out
 
 
 def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -377,3 +417,32 @@ def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(out_dir / name)
     return paths
+
+
+def plot_epoch_budget(result: dict[str, Any], out_dir: Path) -> Path | None:
+    """Validation NDCG@10 reached within E epochs against E, KD and no KD, one line per headline row
+    (mean over seeds): how much sooner KD gets there, and whether the no-KD student catches up."""
+    rows = [(n, r) for n, r in result["rows"].items() if r["group"] == "headline"]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, r in rows:
+        curves = [run["valid_curve"] for run in result["runs"] if run["variant"] == name]
+        longest = max(len(c) for c in curves)
+        xs = list(range(1, longest + 1))
+        ys = [float(np.mean([best_within(c, e) for c in curves])) for e in xs]
+        ax.plot(xs, ys, "-" if r["kd"] else "--", label=name)
+    ax.set_xlabel("epoch budget E")
+    ax.set_ylabel("best validation NDCG@10 within E epochs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / "epoch_budget.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -32,6 +32,13 @@ def test_quick_study_aggregates_seeds_and_reuses(out_root, tmp_path):
     assert json.loads((out / "study.json").read_text())["rows"].keys() == result["rows"].keys()
     assert "| gru-d8-kd | headline |" in (out / "study.md").read_text()
     assert (out / "size_curve_params.png").stat().st_size > 0 and (out / "size_curve_latency.png").is_file()
+    assert (out / "epoch_budget.png").stat().st_size > 0
+    # KD vs no KD on the same epoch budget, from each run's validation curve
+    runs = [r for r in result["runs"] if r["variant"] == "gru-d8-kd"]
+    assert all(len(r["valid_curve"]) == r["epochs"] for r in runs)
+    budget = result["rows"]["gru-d8-kd"]["valid_within_epochs"]["10"]
+    assert budget["mean"] == pytest.approx(sum(max(r["valid_curve"][:10]) for r in runs) / 2)
+    assert "| gru-d8-kd | " in (out / "study.md").read_text().split("Same epoch budget")[1]
     # rerun: every student and the teacher are reused, nothing trains
     lines.clear()
     again = run_study(config, tmp_path / "again", seeds=(0, 1), requests=10, log=lines.append)
@@ -42,6 +49,13 @@ def test_quick_study_aggregates_seeds_and_reuses(out_root, tmp_path):
     later = run_study(config, tmp_path / "later", seeds=(1,), requests=10, log=lines.append)
     assert not any("/2 loss" in line for line in lines)
     assert later["teacher"]["seeds"] == [0] and later["teacher"]["test"] == result["teacher"]["test"]
+
+
+def test_best_within_an_epoch_budget():
+    from components.study import best_within
+
+    curve = [0.1, 0.3, 0.2, 0.4]
+    assert [best_within(curve, e) for e in (1, 2, 3, 4, 40)] == [0.1, 0.3, 0.3, 0.4, 0.4]
 
 
 def test_full_grid_has_every_group():
