@@ -436,7 +436,8 @@ def plot_epoch_budget(result: dict[str, Any], out_dir: Path) -> Path | None:
         longest = max(len(c) for c in curves)
         xs = list(range(1, longest + 1))
         ys = [float(np.mean([best_within(c, e) for c in curves])) for e in xs]
-        ax.plot(xs, ys, "-" if r["kd"] else "--", label=name)
+        color = {"sasrec": "C0", "gru": "C3"}.get(r["arch"])  # one colour per architecture
+        ax.plot(xs, ys, "-" if r["kd"] else "--", color=color, label=name)
     ax.set_xlabel("epoch budget E")
     ax.set_ylabel("best validation NDCG@10 within E epochs")
     ax.grid(alpha=0.3)
