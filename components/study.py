@@ -127,7 +127,7 @@ def run_study(
     requests: int = 500,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the grid for every seed; write ``study.json``, ``study.md`` and the size-curve plots.
+    """Run the grid for every seed; write ``study.json``, ``study.md`` and the plots.
 
     ``teacher_per_seed`` (default: only with ``full``) trains one teacher per seed; otherwise the
     profile's teacher (seed ``runtime.seed``, the one the flow and ``bench quality`` use) serves every
@@ -352,7 +352,7 @@ def render_study(result: dict[str, Any]) -> str:
 def _budget_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     """KD vs no KD on the same epoch budget: the best validation NDCG@10 reached within E epochs."""
     pairs = [(n, n[: -len("-kd")] + "-nokd") for n, r in rows.items() if r["kd"] and n.endswith("-kd")]
-    pairs = [(kd, nokd) for kd, nokd in pairs if nokd in rows and "valid_within_epochs" in rows[kd]]
+    pairs = [(kd, nokd) for kd, nokd in pairs if nokd in rows]
     if not pairs:
         return []
     budgets = list(rows[pairs[0][0]]["valid_within_epochs"])
