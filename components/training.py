@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.artifacts import sha256_file, sha256_json
+from components.artifacts import atomic_file, sha256_file, sha256_json
 from components.config import ModelConfig, TrainConfig
 from components.evaluation import evaluate_model
 from components.linear_ce import linear_softmax_loss
@@ -127,11 +127,23 @@ def hard_label_loss(
 
 def save_model(path: Path, model: nn.Module, cfg: ModelConfig, n_items: int, meta: dict | None = None) -> str:
     """A state dict plus the config needed to rebuild it (loadable with ``weights_only=True``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(), "n_items": n_items,
-                "meta": meta or {}}, tmp)  # fmt: skip
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(), "n_items": n_items,
+                    "meta": meta or {}}, tmp)  # fmt: skip
+        digest = sha256_file(tmp)  # of what this call wrote, whoever else writes the same path
+    return digest
+
+
+def _stored_best(path: Path, meta: dict) -> str | None:
+    """The digest of ``path`` when it already holds the best weights ``meta`` describes, else None."""
+    if not path.is_file():
+        return None
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+    except Exception:  # a damaged file is rewritten
+        return None
+    if any(stored.get(k) != meta[k] for k in ("fingerprint", "best_epoch")):
+        return None
     return sha256_file(path)
 
 
@@ -160,9 +172,8 @@ def write_ensemble(path: str | Path, members: list[tuple[Path, str]]) -> str:
     digests = [d for _, d in members]
     digest = sha256_json({"ensemble": digests})
     body = {"members": [{"checkpoint": str(p), "sha256": d} for p, d in members], "digest": digest}
-    tmp = path / (ENSEMBLE_FILE + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2))
-    tmp.replace(path / ENSEMBLE_FILE)
+    with atomic_file(path / ENSEMBLE_FILE) as tmp:
+        tmp.write_text(json.dumps(body, indent=2))
     return digest
 
 
@@ -238,7 +249,7 @@ def fit(
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "valid": {METRIC: -1.0}}
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    bad_epochs, start_epoch, resumed_from = 0, 1, None
+    bad_epochs, start_epoch, resumed_from, trained_epochs = 0, 1, None, 0
 
     last_path = out_dir / LAST
     if resume and last_path.is_file():
@@ -264,6 +275,7 @@ def fit(
         if bad_epochs >= train_cfg.patience:
             stopped = "patience"
             break
+        trained_epochs += 1
         t0 = time.perf_counter()
         model.train()
         if extra_modules is not None:
@@ -311,24 +323,24 @@ def fit(
             f"valid NDCG@10 {score:.4f} HR@10 {valid['HR@10']:.4f} "
             f"(best {best['valid'][METRIC]:.4f} @ {best['epoch']}) {seconds:.1f}s"
         )
-        torch.save(
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "extra": extra_modules.state_dict() if extra_modules is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": rng.bit_generator.state,
-                "history": history,
-                "best": best,
-                "best_state": best_state,
-                "bad_epochs": bad_epochs,
-            },
-            last_path.with_suffix(".tmp"),
-        )
-        last_path.with_suffix(".tmp").replace(last_path)
+        with atomic_file(last_path) as tmp:
+            torch.save(
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "extra": extra_modules.state_dict() if extra_modules is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "history": history,
+                    "best": best,
+                    "best_state": best_state,
+                    "bad_epochs": bad_epochs,
+                },
+                    tmp,
+                )
         if out_of_time:
             stopped = "budget"
             log(f"[{name}] wall-clock budget of {budget:g}s reached during epoch {epoch}")
@@ -340,7 +352,9 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     meta = {"best_epoch": best["epoch"], "valid": best["valid"], "fingerprint": fingerprint}
-    digest = save_model(out_dir / BEST, model, model_cfg, data.n_items, meta)
+    digest = _stored_best(out_dir / BEST, meta) if trained_epochs == 0 and resumed_from is not None else None
+    if digest is None:  # torch.save's bytes differ per call, so a finished run's best.pt is not rewritten
+        digest = save_model(out_dir / BEST, model, model_cfg, data.n_items, meta)
     if not math.isfinite(best["valid"][METRIC]) or best["epoch"] == 0:
         log(f"[{name}] warning: no epoch finished; best.pt holds the initial weights")
     return TrainResult(

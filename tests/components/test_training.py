@@ -264,3 +264,43 @@ def test_ensemble_teacher_trains_members_once_and_caches_soft_labels(tiny_data, 
     )
     assert single.checkpoint_sha256 == run.members[1].checkpoint_sha256
     assert not any("loss" in line for line in lines)
+
+
+def test_concurrent_writers_of_one_checkpoint_do_not_collide(tmp_path):
+    # Two runs reusing one stored model (a benchmark and the nightly flow, say) both re-save its
+    # best.pt; with a shared temporary name one writer's rename stole the other's file.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from components.artifacts import sha256_file
+    from components.training import save_model
+
+    cfg = ModelConfig(arch="sasrec", d_model=64, n_layers=2, max_len=20)
+    torch.manual_seed(0)
+    model = build_model(cfg, 2_000)
+    path = tmp_path / BEST
+
+    def write(_):
+        return save_model(path, model, cfg, 2_000, {"best_epoch": 3})
+
+    with ThreadPoolExecutor(8) as pool:
+        digests = list(pool.map(write, range(64)))  # raised FileNotFoundError before
+    assert sha256_file(path) in digests  # torch.save's bytes vary (a serialization id): the last one wins
+    assert [p.name for p in tmp_path.iterdir()] == [BEST]
+    assert load_model(path)[2]["best_epoch"] == 3
+
+
+def test_reusing_a_finished_run_leaves_its_best_checkpoint_alone(tiny_data, tmp_path):
+    cfg = TRAIN.model_copy(update={"epochs": 2})
+    first = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet, fingerprint="f")
+    before = (tmp_path / BEST).stat().st_mtime_ns
+    again = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet, fingerprint="f")
+    assert again.resumed_from == 3 and again.history == first.history
+    assert again.checkpoint_sha256 == first.checkpoint_sha256
+    assert (tmp_path / BEST).stat().st_mtime_ns == before  # not rewritten (torch.save's bytes vary)
+    # a best.pt of another run (here: damaged) is replaced with the resumed run's best weights
+    (tmp_path / BEST).write_bytes(b"not a checkpoint")
+    third = fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet, fingerprint="f")
+    assert load_model(tmp_path / BEST)[2]["best_epoch"] == first.best_epoch
+    from components.artifacts import sha256_file
+
+    assert third.checkpoint_sha256 == sha256_file(tmp_path / BEST)
