@@ -7,7 +7,8 @@
 
 Variants come in groups: ``headline`` (the profile's student, no KD vs. KD, SASRec and GRU),
 ``ablation`` (logits, + feature, + relation, + ranking), ``temperature``, ``top_k`` and ``size``
-(d = 16, 32, 64 with and without KD). The quick grid is the headline; ``full=True`` runs every group.
+(d = 16, 32, 64 with and without KD). The quick grid is the headline; ``full=True`` runs every group,
+``groups=("headline", "size")`` the ones named.
 The choice of a distillation setting uses validation NDCG@10 only; test numbers are reported, never
 used to choose. Every stage is stored by what determines it and reused on rerun.
 """
@@ -36,6 +37,7 @@ from components.sequences import SequenceData
 from components.training import load_model
 
 METRICS = ("NDCG@10", "HR@10", "MRR@10", "coverage@10", "popularity_pct@10")
+GROUPS = ("headline", "ablation", "temperature", "top_k", "size")
 EPOCH_BUDGETS = (10, 20, 40)  # "same epochs budget": KD vs no KD when training may last only E epochs
 
 
@@ -52,17 +54,34 @@ class Variant:
 
 
 def study_grid(
-    config: PipelineConfig, full: bool = False, archs: tuple[str, ...] = ("sasrec", "gru")
+    config: PipelineConfig,
+    full: bool = False,
+    archs: tuple[str, ...] = ("sasrec", "gru"),
+    groups: tuple[str, ...] | None = None,
 ) -> list[Variant]:
-    """The quick grid (headline) or the full one (every group of the issue's study). ``archs`` limits
-    the headline to some student architectures (the other groups are SASRec students)."""
+    """The quick grid (headline), the full one (every group of the issue's study) or the ``groups``
+    named. ``archs`` limits the headline to some student architectures (the other groups are SASRec
+    students). A variant that two groups share (the size group's student at the profile's width is
+    the headline's) is trained and reported once."""
+    if groups is not None:
+        unknown = sorted(set(groups) - set(GROUPS))
+        if unknown or not groups:
+            raise ValueError(f"unknown study group(s) {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
+    if groups is None:
+        groups = GROUPS if full else ("headline",)
+    grid = [v for v in _all_variants(config, archs) if v.group in groups]
+    seen: set[str] = set()
+    return [v for v in grid if not (v.name in seen or seen.add(v.name))]
+
+
+def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Variant]:
     d = config.student.model.d_model
     grid = [
         Variant(f"{a}-d{d}-{'kd' if kd else 'nokd'}", "headline", a, d, kd)
         for a in archs
         for kd in (False, True)
     ]
-    if not full or "sasrec" not in archs:
+    if "sasrec" not in archs:
         return grid
     logits = {"w_feature": 0.0, "w_relation": 0.0, "w_ranking": 0.0}
     grid += [
@@ -123,11 +142,12 @@ def run_study(
     seeds: tuple[int, ...] = (0, 1, 2),
     full: bool = False,
     archs: tuple[str, ...] = ("sasrec", "gru"),
+    groups: tuple[str, ...] | None = None,
     teacher_per_seed: bool | None = None,
     requests: int = 500,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the grid for every seed; write ``study.json``, ``study.md`` and the plots.
+    """Run the grid (see :func:`study_grid`) for every seed; write ``study.json``, ``study.md`` and the plots.
 
     ``teacher_per_seed`` (default: only with ``full``) trains one teacher per seed; otherwise the
     profile's teacher (seed ``runtime.seed``, the one the flow and ``bench quality`` use) serves every
@@ -138,14 +158,15 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     configure_torch(config.runtime.threads)
     teacher_per_seed = full if teacher_per_seed is None else teacher_per_seed
-    grid = study_grid(config, full, archs)
+    grid = study_grid(config, full, archs, groups)
+    grid_name = "full" if full and groups is None else "quick" if groups is None else "+".join(groups)
     top_k, hidden = _needs(grid, config)
 
     prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
     data = SequenceData.from_path(prepared.handle.uri)
     digest = prepared.handle.sha256
     log(f"study on {config.data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(grid)} variants x "
-        f"{len(seeds)} seeds ({'full' if full else 'quick'} grid)")  # fmt: skip
+        f"{len(seeds)} seeds ({grid_name} grid)")  # fmt: skip
 
     runs: list[dict[str, Any]] = []
     teachers: dict[int, dict[str, Any]] = {}
@@ -216,7 +237,7 @@ def run_study(
         t_model.eval(), data, config.teacher.model.max_len, requests=requests
     )
 
-    result = _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed)
+    result = _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_per_seed)
     result["dataset"] = {
         "name": config.data.name,
         "digest": digest,
@@ -241,7 +262,7 @@ def best_within(curve: list[float], epochs: int) -> float:
     return max(curve[:epochs])
 
 
-def _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_seed) -> dict[str, Any]:
+def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_per_seed) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for v in grid:
         mine = [r for r in runs if r["variant"] == v.name]
@@ -276,7 +297,7 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, full, teacher_per_s
     kd_rows = [n for n, r in rows.items() if r["kd"] and r["d_model"] == d]
     chosen = max(kd_rows, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"]) if kd_rows else None
     checks = _checks(rows, teacher, chosen, d)
-    return {"grid": "full" if full else "quick", "seeds": list(seeds), "teacher_per_seed": teacher_per_seed,
+    return {"grid": grid_name, "seeds": list(seeds), "teacher_per_seed": teacher_per_seed,
             "teacher": teacher, "rows": rows, "runs": runs, "chosen_on_validation": chosen, "checks": checks}  # fmt: skip
 
 

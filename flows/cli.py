@@ -6,7 +6,7 @@
     shopdistill promote VERSION | rollback                                          move the champion alias
     shopdistill recommend --user ID [--k 10] [--engine torch|onnx|onnx-int8]       the shopping-guide view
     shopdistill bench quality [--profile beauty] [--students sasrec,gru] [--set key=value ...]
-    shopdistill bench study [--profile beauty] [--full] [--seeds 0,1,2] [--recipe]      the distillation study
+    shopdistill bench study [--profile beauty] [--full] [--groups size] [--seeds 0,1,2] [--recipe]  the distillation study
     shopdistill bench speed [--profile beauty] [--full] [--only serving,scale,...]       performance benchmark
 
 Exit codes: 0 ok, 1 bad data / failed run, 2 bad config or usage (also ``--engine onnx*`` without the
@@ -150,14 +150,19 @@ def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requ
 
 def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
     """The distillation study (quick grid, or every group with --full) over seeds; JSON + markdown + plots."""
-    from components.study import run_study
+    from components.study import GROUPS, run_study
 
+    groups = tuple(args.groups.split(",")) if args.groups else None
+    if groups is not None and not set(groups) <= set(GROUPS):
+        print(f"error: unknown study group(s) {sorted(set(groups) - set(GROUPS))}; choose from {', '.join(GROUPS)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = _run_dir(config, "bench-study")
 
     def run() -> dict:
         cfg = _with_recipe(config, args) if args.recipe else config
         return run_study(cfg, out, seeds=tuple(int(s) for s in args.seeds.split(",")), full=args.full,
-                         archs=tuple(args.students.split(",")), requests=args.requests)  # fmt: skip
+                         archs=tuple(args.students.split(",")), groups=groups, requests=args.requests)  # fmt: skip
 
     return _bench(run, out, "study.md", "checks")
 
@@ -359,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(study)
     study.add_argument("--full", action="store_true", help="every group (default: the headline rows only)")
+    study.add_argument("--groups", default=None,
+                       help="only these groups, comma-separated: headline, ablation, temperature, top_k, size")
     study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
     study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")
     study.add_argument("--students", default="sasrec,gru", help="student architectures of the headline rows")

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from flows.cli import main
@@ -108,6 +109,19 @@ def test_bench_study_with_recipe_prints_the_table(out_root: Path, capsys):
     assert "| sasrec-d" in out and "| gru-d" in out and "study.md (+ JSON and plots" in out
     [run] = (out_root / "runs").glob("*-bench-study-demo-*")
     assert (run / "size_curve_params.png").is_file()
+
+
+def test_bench_study_runs_the_groups_named(out_root: Path, capsys):
+    assert main(["bench", "study", "--profile", "demo", "--groups", "sizes"]) == 2
+    assert "unknown study group(s) ['sizes']; choose from headline" in capsys.readouterr().err
+    assert not (out_root / "runs").exists() or not list((out_root / "runs").glob("*-bench-study-*"))
+    code = main(["bench", "study", "--profile", "demo", "--seeds", "0", "--groups", "size", "--requests", "10",
+                 *TINY_BENCH])  # fmt: skip
+    assert code in (0, 3)
+    [run] = (out_root / "runs").glob("*-bench-study-demo-*")
+    result = json.loads((run / "study.json").read_text())
+    assert result["grid"] == "size"
+    assert sorted(result["rows"]) == sorted(f"sasrec-d{d}-{k}" for d in (16, 32, 64) for k in ("kd", "nokd"))
 
 
 def test_bench_speed_selected_sections(out_root: Path, capsys):

@@ -65,7 +65,14 @@ def test_full_grid_has_every_group():
     assert groups == {"headline", "ablation", "temperature", "top_k", "size"}
     assert sorted(v.distill["temperature"] for v in grid if v.group == "temperature") == [1, 2, 4, 8]
     assert sorted(v.distill["top_k"] for v in grid if v.group == "top_k") == [20, 50, 100, 200]
-    assert sorted({v.d_model for v in grid if v.group == "size"}) == [16, 32, 64]
+    assert sorted({v.d_model for v in grid if v.group == "size"}) == [32, 64]  # d=16 is the headline's
+    assert len({v.name for v in grid}) == len(grid)  # a shared variant is trained and reported once
+    sizes = study_grid(config, groups=("size",))
+    assert [v.name for v in sizes] == [f"sasrec-d{d}-{k}" for d in (16, 32, 64) for k in ("nokd", "kd")]
+    both = study_grid(config, groups=("headline", "size"))
+    assert [v.name for v in both] == [v.name for v in study_grid(config)] + [v.name for v in sizes[2:]]
+    with pytest.raises(ValueError, match="unknown study group.*'sizes'"):
+        study_grid(config, groups=("sizes",))
     assert [v.name for v in study_grid(config, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
     assert [v.name for v in study_grid(config, full=True, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
 
