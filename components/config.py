@@ -281,6 +281,20 @@ class DistillConfig(StrictModel):
     rkd_angle_weight: float = Field(2.0, ge=0)
     ranking_k: int = Field(10, ge=1)
     ranking_lambda: float = Field(3.0, gt=0)
+    item_init: Literal["random", "teacher"] = Field(
+        "random",
+        description="the student's item embeddings start random, or from the teacher's (rank-d SVD of "
+        "the item embeddings stored with the soft labels)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_item_init(self, handler: Any) -> dict[str, Any]:
+        # Stored students are keyed by the dumped config; leaving out the default keeps the keys of
+        # students stored before the option existed valid.
+        out = handler(self)
+        if out.get("item_init") == "random":
+            out.pop("item_init")
+        return out
 
     @model_validator(mode="after")
     def _needs_hidden(self) -> DistillConfig:

@@ -8,6 +8,8 @@ teacher's final hidden state (float16) for feature and relation distillation, an
     <root>/soft_labels/<teacher12>-<data12>-k<K>-<dtype>[-hidden]/
         soft_labels.parquet   fixed-size list columns, zstd (no dictionary pages for the list columns),
                               one row group per block of whole users
+        teacher_items.npy     the teacher's item embeddings (I, D) float32, row c = item c + 1 (an
+                              ensemble's members side by side), to initialise a student's items from
         manifest.json         digests of teacher checkpoint and dataset, K, dtype, rows, sha256 per file
 
 The folder is written atomically and reused only when the manifest matches and every checksum holds;
@@ -29,13 +31,20 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from components.artifacts import Handle, atomic_directory, sha256_file, verify_manifest, write_json_atomic
+from components.artifacts import (
+    Handle,
+    atomic_directory,
+    atomic_file,
+    sha256_file,
+    verify_manifest,
+    write_json_atomic,
+)
 from components.sequences import BUCKET_WINDOW, SequenceData, length_bucketed
 
 # v2: the top-K and hidden columns are written without dictionary encoding (item ids and logits
 # hardly repeat within a page; plain zstd pages read 2x faster and write faster, ~10% larger).
 SCHEMA_VERSION = 2
-DATA_FILE, MANIFEST = "soft_labels.parquet", "manifest.json"
+DATA_FILE, MANIFEST, ITEMS_FILE = "soft_labels.parquet", "manifest.json", "teacher_items.npy"
 KIND = "soft_labels"
 _KEY_SHIFT = 32  # row key = user << 32 | position
 
@@ -93,6 +102,31 @@ def verify_soft_labels(path: str | Path) -> dict[str, Any]:
     )
 
 
+def teacher_item_embeddings(teacher: nn.Module) -> np.ndarray:
+    """(I, D) float32: row c is item c + 1 as the teacher scores it. An ensemble's members side by
+    side (its hidden state is its members' side by side too)."""
+    members = list(getattr(teacher, "members", None) or [teacher])
+    return torch.cat([m.output_weight().detach().float() for m in members], dim=1).numpy()
+
+
+def _write_items(folder: Path, teacher: nn.Module) -> dict[str, Any]:
+    path = folder / ITEMS_FILE
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, teacher_item_embeddings(teacher))
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def load_teacher_items(path: str | Path) -> np.ndarray:
+    """The teacher's item embeddings stored with a verified cache (see :func:`teacher_item_embeddings`)."""
+    manifest = verify_soft_labels(path)
+    if ITEMS_FILE not in manifest["files"]:
+        raise SoftLabelCacheError(
+            f"{path} holds no teacher item embeddings (it was built before they were cached); "
+            "run the soft-label stage again to add them"
+        )
+    return np.load(Path(path) / ITEMS_FILE)
+
+
 @torch.no_grad()
 def build_soft_labels(
     teacher: nn.Module,
@@ -110,7 +144,8 @@ def build_soft_labels(
 ) -> tuple[Handle, dict[str, Any], bool]:
     """Run the teacher over every training position and write its top-K; reuse a valid cache.
 
-    Returns ``(handle, manifest, reused)``.
+    Returns ``(handle, manifest, reused)``. The handle's digest is the soft labels' own; the teacher's
+    item embeddings are stored beside them (added to a valid cache that predates them).
     """
     if top_k > data.n_items:
         raise ValueError(f"top_k={top_k} exceeds the catalogue size {data.n_items}")
@@ -118,6 +153,9 @@ def build_soft_labels(
     try:
         manifest = verify_soft_labels(target)
         if manifest["teacher_digest"] == teacher_digest and manifest["dataset_digest"] == dataset_digest:
+            if ITEMS_FILE not in manifest["files"]:
+                manifest["files"][ITEMS_FILE] = _write_items(target, teacher)
+                write_json_atomic(target / MANIFEST, manifest)
             return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, True
     except SoftLabelCacheError:
         pass
@@ -175,6 +213,7 @@ def build_soft_labels(
             if writer is not None:
                 writer.close()
         meta = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
+        items = _write_items(tmp, teacher)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "kind": KIND,
@@ -188,7 +227,7 @@ def build_soft_labels(
             "rows": rows,
             "users": int(len(users)),
             "row_groups": pq.ParquetFile(file).num_row_groups,
-            "files": {DATA_FILE: meta},
+            "files": {DATA_FILE: meta, ITEMS_FILE: items},
             "digest": meta["sha256"],
             "seconds": round(time.perf_counter() - t0, 3),
         }

@@ -66,7 +66,9 @@ def study_grid(
     if groups is not None:
         unknown = sorted(set(groups) - set(GROUPS))
         if unknown or not groups:
-            raise ValueError(f"unknown study group(s) {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
+            raise ValueError(
+                f"unknown study group(s) {unknown or list(groups)}; choose from {', '.join(GROUPS)}"
+            )
     if groups is None:
         groups = GROUPS if full else ("headline",)
     grid = [v for v in _all_variants(config, archs) if v.group in groups]

@@ -339,8 +339,8 @@ def fit(
                     "best_state": best_state,
                     "bad_epochs": bad_epochs,
                 },
-                    tmp,
-                )
+                tmp,
+            )
         if out_of_time:
             stopped = "budget"
             log(f"[{name}] wall-clock budget of {budget:g}s reached during epoch {epoch}")

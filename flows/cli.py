@@ -364,8 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(study)
     study.add_argument("--full", action="store_true", help="every group (default: the headline rows only)")
-    study.add_argument("--groups", default=None,
-                       help="only these groups, comma-separated: headline, ablation, temperature, top_k, size")
+    study.add_argument(
+        "--groups",
+        default=None,
+        help="only these groups, comma-separated: headline, ablation, temperature, top_k, size",
+    )
     study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
     study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")
     study.add_argument("--students", default="sasrec,gru", help="student architectures of the headline rows")

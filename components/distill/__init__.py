@@ -1,1 +1,2 @@
-"""Knowledge distillation: losses (``losses.py``) and the cache-fed student trainer (``trainer.py``)."""
+"""Knowledge distillation: losses (``losses.py``), the item-embedding start from the teacher
+(``init.py``) and the cache-fed student trainer (``trainer.py``)."""

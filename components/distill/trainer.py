@@ -25,11 +25,12 @@ from torch import nn
 
 from components.artifacts import sha256_json
 from components.config import DistillConfig, ModelConfig, TrainConfig
+from components.distill.init import item_init_from_teacher
 from components.distill.losses import FeatureKD, LogitsKD, RankingKD, RKDLoss
 from components.linear_ce import linear_softmax_loss
 from components.models import build_model
 from components.sequences import SequenceData, TrainBatch
-from components.soft_labels import SoftLabelBlock, SoftLabelCacheError, SoftLabelReader
+from components.soft_labels import SoftLabelBlock, SoftLabelCacheError, SoftLabelReader, load_teacher_items
 from components.training import TrainResult, fit
 
 
@@ -218,7 +219,8 @@ def kd_batches(
 
 
 def uses_cache(cfg: DistillConfig) -> bool:
-    return any(w > 0 for w in (cfg.w_logits, cfg.w_feature, cfg.w_relation, cfg.w_ranking))
+    weights = (cfg.w_logits, cfg.w_feature, cfg.w_relation, cfg.w_ranking)
+    return any(w > 0 for w in weights) or cfg.item_init == "teacher"
 
 
 def distill_student(
@@ -249,6 +251,15 @@ def distill_student(
 
     reader = SoftLabelReader(cache_path)
     teacher_dim = reader.manifest.get("hidden_dim")
+    if distill_cfg.item_init == "teacher":
+        teacher_items = load_teacher_items(cache_path)  # (I, D)
+        if teacher_items.shape[0] != data.n_items:
+            raise SoftLabelCacheError(
+                f"{cache_path} holds item embeddings for {teacher_items.shape[0]:,} items, the data has "
+                f"{data.n_items:,}; the cache belongs to another dataset"
+            )
+        with torch.no_grad():
+            student.item_emb.weight[1:] = item_init_from_teacher(teacher_items, model_cfg.d_model)
     if (distill_cfg.w_feature > 0 or distill_cfg.w_relation > 0) and not reader.has_hidden:
         raise SoftLabelCacheError(
             f"feature and relation distillation need the teacher's hidden states, but {cache_path} was "

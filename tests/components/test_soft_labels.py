@@ -260,3 +260,79 @@ def test_kd_batches_prefetch_only_with_a_spare_core(
         torch.set_num_threads(before)
     assert bool(calls) == prefetched
     assert sum(int(b.matched.sum()) for b in batches) == manifest["rows"]
+
+
+def test_cache_stores_the_teachers_item_embeddings_and_adds_them_to_an_older_cache(
+    teacher, tiny_data, tmp_path
+):
+    import json
+
+    from components.models.ensemble import Ensemble
+    from components.soft_labels import ITEMS_FILE, MANIFEST, load_teacher_items
+
+    handle, manifest, _ = build(teacher, tiny_data, tmp_path)
+    np.testing.assert_array_equal(
+        load_teacher_items(handle.path), teacher.item_emb.weight[1:].detach().numpy()
+    )
+    assert ITEMS_FILE in manifest["files"] and handle.sha256 == manifest["files"][DATA_FILE]["sha256"]
+    # a cache written before the embeddings were stored: they are added, its digest is kept
+    (handle.path / ITEMS_FILE).unlink()
+    old = json.loads((handle.path / MANIFEST).read_text())
+    del old["files"][ITEMS_FILE]
+    (handle.path / MANIFEST).write_text(json.dumps(old))
+    with pytest.raises(SoftLabelCacheError, match="holds no teacher item embeddings"):
+        load_teacher_items(handle.path)
+    again, _, reused = build(teacher, tiny_data, tmp_path)
+    assert reused and again == handle
+    assert load_teacher_items(handle.path).shape == (tiny_data.n_items, TEACHER.d_model)
+    # an ensemble's members side by side, like its hidden state
+    torch.manual_seed(1)
+    pair = Ensemble([teacher, build_model(TEACHER, tiny_data.n_items).eval()])
+    both, _, _ = build(pair, tiny_data, tmp_path / "ens")
+    items = load_teacher_items(both.path)
+    assert items.shape == (tiny_data.n_items, 2 * TEACHER.d_model)
+    np.testing.assert_array_equal(items[:, 16:], pair.members[1].item_emb.weight[1:].detach().numpy())
+
+
+def test_item_init_from_teacher_is_the_scaled_rank_d_svd():
+    from components.distill.init import item_init_from_teacher
+
+    rng = np.random.default_rng(0)
+    items = (rng.normal(size=(300, 6)) @ rng.normal(size=(6, 32))).astype(np.float32)  # rank 6
+    x = item_init_from_teacher(items, 4)
+    assert x.shape == (300, 4)
+    assert abs(float(x.std()) - 4**-0.5) < 1e-5  # the models' own init scale
+    u = np.linalg.svd(items, full_matrices=False)[0][:, :4]
+    np.testing.assert_allclose(u @ (u.T @ x.numpy()), x.numpy(), atol=1e-4)  # inside the top-4 subspace
+    # column j is u_j * sqrt(s_j): x^T x = c^2 diag(s_1..s_4)
+    s = np.linalg.svd(items, compute_uv=False)[:4]
+    gram = x.numpy().T @ x.numpy()
+    np.testing.assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-4)
+    np.testing.assert_allclose(np.diag(gram) / gram[0, 0], s / s[0], rtol=1e-4)
+    with pytest.raises(
+        ValueError, match=r"student \(d=64\) is wider than the teacher's item embeddings \(D=32\)"
+    ):
+        item_init_from_teacher(items, 64)
+
+
+def test_student_items_start_from_the_teacher_and_the_baseline_ignores_it(teacher, tiny_data, tmp_path):
+    from components.distill.init import item_init_from_teacher
+    from components.soft_labels import load_teacher_items
+
+    handle, _, _ = build(teacher, tiny_data, tmp_path)
+    cfg = DistillConfig(top_k=10, item_init="teacher")
+    assert cfg.model_dump()["item_init"] == "teacher" and "item_init" not in DistillConfig().model_dump()
+    frozen = TrainConfig(epochs=1, batch_size=32, lr=1e-9)  # one step of nothing: the start is kept
+    student, _ = distill_student(
+        tiny_data, STUDENT, frozen, cfg, tmp_path / "init", cache_path=handle.path, log=lambda m: None
+    )
+    want = item_init_from_teacher(load_teacher_items(handle.path), STUDENT.d_model)
+    torch.testing.assert_close(student.item_emb.weight[1:].detach(), want, atol=1e-6, rtol=0)
+    # the no-KD baseline learns without the teacher, whatever the distill section says
+    base, _ = distill_student(tiny_data, STUDENT, frozen, cfg, tmp_path / "nokd", log=lambda m: None)
+    assert not torch.allclose(base.item_emb.weight[1:], want, atol=1e-3)
+    with pytest.raises(ValueError, match="wider than the teacher's item embeddings"):
+        wide = STUDENT.model_copy(update={"d_model": 32})
+        distill_student(
+            tiny_data, wide, frozen, cfg, tmp_path / "wide", cache_path=handle.path, log=lambda m: None
+        )
