@@ -210,6 +210,14 @@ class ModelConfig(StrictModel):
     max_len: int = Field(50, ge=2)
 
 
+def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
+    """Leave an option out of a dump while it has its default. Stored runs are keyed by the dumped
+    config, so an option added later must not change the keys of the runs stored before it existed."""
+    if dumped.get(key) == default:
+        dumped.pop(key)
+    return dumped
+
+
 class TrainConfig(StrictModel):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -238,12 +246,7 @@ class TrainConfig(StrictModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_sampling(self, handler: Any) -> dict[str, Any]:
-        # Stored runs are keyed by the dumped config; leaving out the default sampling keeps the keys
-        # of runs stored before the option existed (uniform was then the only kind) valid.
-        out = handler(self)
-        if out.get("sampling") == "uniform":
-            out.pop("sampling")
-        return out
+        return _drop_default(handler(self), "sampling", "uniform")  # uniform was once the only kind
 
 
 class TeacherConfig(StrictModel):
@@ -289,12 +292,7 @@ class DistillConfig(StrictModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_item_init(self, handler: Any) -> dict[str, Any]:
-        # Stored students are keyed by the dumped config; leaving out the default keeps the keys of
-        # students stored before the option existed valid.
-        out = handler(self)
-        if out.get("item_init") == "random":
-            out.pop("item_init")
-        return out
+        return _drop_default(handler(self), "item_init", "random")
 
     @model_validator(mode="after")
     def _needs_hidden(self) -> DistillConfig:
