@@ -398,12 +398,17 @@ def _budget_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _short_number(x: float, _pos: int | None = None) -> str:
+    return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k" if x >= 1e3 else f"{x:g}"
+
+
 def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
     """Test NDCG@10 against parameters and against p99 latency, KD and no-KD, teacher marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     paths = []
     t = result["teacher"]
@@ -431,6 +436,9 @@ def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
             zorder=5,
         )
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1-2-5 labels, none overlapping
+        ax.xaxis.set_major_formatter(FuncFormatter(_short_number))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("test NDCG@10")
         ax.grid(alpha=0.3)
