@@ -31,7 +31,7 @@ test: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/shopdistill serve --profile $(PROFILE)
 
-# Teacher vs. student with/without KD on ../shared/data/amazon-beauty (about 90-100 min on 2 cores from
+# Teacher vs. student with/without KD on ../shared/data/amazon-beauty (about 80-100 min on 2 cores from
 # scratch: the beauty teacher is an ensemble of three; stored stages are reused on a rerun).
 bench-quality: $(STAMP)
 	$(BIN)/shopdistill bench quality --profile beauty $(BENCH_ARGS)
