@@ -72,8 +72,10 @@ def study_grid(
     if groups is None:
         groups = GROUPS if full else ("headline",)
     grid = [v for v in _all_variants(config, archs) if v.group in groups]
-    seen: set[str] = set()
-    return [v for v in grid if not (v.name in seen or seen.add(v.name))]
+    unique: dict[str, Variant] = {}
+    for v in grid:
+        unique.setdefault(v.name, v)  # the first group that names it keeps it
+    return list(unique.values())
 
 
 def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Variant]:
