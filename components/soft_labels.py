@@ -116,17 +116,6 @@ def _write_items(folder: Path, teacher: nn.Module) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def load_teacher_items(path: str | Path) -> np.ndarray:
-    """The teacher's item embeddings stored with a verified cache (see :func:`teacher_item_embeddings`)."""
-    manifest = verify_soft_labels(path)
-    if ITEMS_FILE not in manifest["files"]:
-        raise SoftLabelCacheError(
-            f"{path} holds no teacher item embeddings (it was built before they were cached); "
-            "run the soft-label stage again to add them"
-        )
-    return np.load(Path(path) / ITEMS_FILE)
-
-
 @torch.no_grad()
 def build_soft_labels(
     teacher: nn.Module,
@@ -247,6 +236,16 @@ class SoftLabelReader:
         self._file = pq.ParquetFile(self.path / DATA_FILE)
         self.has_hidden = "hidden" in self._file.schema_arrow.names
         self._logits_dtype = np.float16 if self.manifest.get("logits_dtype") == "float16" else np.float32
+
+    def teacher_items(self) -> np.ndarray:
+        """The teacher's item embeddings (I, D) (see :func:`teacher_item_embeddings`; checked with the
+        rest of the cache when the reader opened it)."""
+        if ITEMS_FILE not in self.manifest["files"]:
+            raise SoftLabelCacheError(
+                f"{self.path} holds no teacher item embeddings (it was built before they were cached); "
+                "run the soft-label stage again to add them"
+            )
+        return np.load(self.path / ITEMS_FILE)
 
     @property
     def num_row_groups(self) -> int:

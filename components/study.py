@@ -63,14 +63,11 @@ def study_grid(
     named. ``archs`` limits the headline to some student architectures (the other groups are SASRec
     students). A variant that two groups share (the size group's student at the profile's width is
     the headline's) is trained and reported once."""
-    if groups is not None:
-        unknown = sorted(set(groups) - set(GROUPS))
-        if unknown or not groups:
-            raise ValueError(
-                f"unknown study group(s) {unknown or list(groups)}; choose from {', '.join(GROUPS)}"
-            )
     if groups is None:
         groups = GROUPS if full else ("headline",)
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown or not groups:
+        raise ValueError(f"unknown study group(s) {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
     grid = [v for v in _all_variants(config, archs) if v.group in groups]
     unique: dict[str, Variant] = {}
     for v in grid:

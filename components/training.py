@@ -249,7 +249,7 @@ def fit(
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "valid": {METRIC: -1.0}}
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    bad_epochs, start_epoch, resumed_from, trained_epochs = 0, 1, None, 0
+    bad_epochs, start_epoch, resumed_from = 0, 1, None
 
     last_path = out_dir / LAST
     if resume and last_path.is_file():
@@ -275,7 +275,6 @@ def fit(
         if bad_epochs >= train_cfg.patience:
             stopped = "patience"
             break
-        trained_epochs += 1
         t0 = time.perf_counter()
         model.train()
         if extra_modules is not None:
@@ -352,7 +351,8 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     meta = {"best_epoch": best["epoch"], "valid": best["valid"], "fingerprint": fingerprint}
-    digest = _stored_best(out_dir / BEST, meta) if trained_epochs == 0 and resumed_from is not None else None
+    finished_before = resumed_from is not None and len(history) == resumed_from - 1  # nothing trained now
+    digest = _stored_best(out_dir / BEST, meta) if finished_before else None
     if digest is None:  # torch.save's bytes differ per call, so a finished run's best.pt is not rewritten
         digest = save_model(out_dir / BEST, model, model_cfg, data.n_items, meta)
     if not math.isfinite(best["valid"][METRIC]) or best["epoch"] == 0:

@@ -150,12 +150,15 @@ def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requ
 
 def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
     """The distillation study (quick grid, or every group with --full) over seeds; JSON + markdown + plots."""
-    from components.study import GROUPS, run_study
+    from components.study import run_study, study_grid
 
     groups = tuple(args.groups.split(",")) if args.groups else None
-    if groups is not None and not set(groups) <= set(GROUPS):
-        print(f"error: unknown study group(s) {sorted(set(groups) - set(GROUPS))}; choose from {', '.join(GROUPS)}",
-              file=sys.stderr)  # fmt: skip
+    try:
+        study_grid(
+            config, args.full, tuple(args.students.split(",")), groups
+        )  # a bad name fails before any work
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = _run_dir(config, "bench-study")
 

@@ -30,7 +30,7 @@ from components.distill.losses import FeatureKD, LogitsKD, RankingKD, RKDLoss
 from components.linear_ce import linear_softmax_loss
 from components.models import build_model
 from components.sequences import SequenceData, TrainBatch
-from components.soft_labels import SoftLabelBlock, SoftLabelCacheError, SoftLabelReader, load_teacher_items
+from components.soft_labels import SoftLabelBlock, SoftLabelCacheError, SoftLabelReader
 from components.training import TrainResult, fit
 
 
@@ -252,7 +252,7 @@ def distill_student(
     reader = SoftLabelReader(cache_path)
     teacher_dim = reader.manifest.get("hidden_dim")
     if distill_cfg.item_init == "teacher":
-        teacher_items = load_teacher_items(cache_path)  # (I, D)
+        teacher_items = reader.teacher_items()  # (I, D)
         if teacher_items.shape[0] != data.n_items:
             raise SoftLabelCacheError(
                 f"{cache_path} holds item embeddings for {teacher_items.shape[0]:,} items, the data has "

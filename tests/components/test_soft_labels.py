@@ -268,7 +268,10 @@ def test_cache_stores_the_teachers_item_embeddings_and_adds_them_to_an_older_cac
     import json
 
     from components.models.ensemble import Ensemble
-    from components.soft_labels import ITEMS_FILE, MANIFEST, load_teacher_items
+    from components.soft_labels import ITEMS_FILE, MANIFEST
+
+    def load_teacher_items(path):
+        return SoftLabelReader(path).teacher_items()
 
     handle, manifest, _ = build(teacher, tiny_data, tmp_path)
     np.testing.assert_array_equal(
@@ -317,7 +320,6 @@ def test_item_init_from_teacher_is_the_scaled_rank_d_svd():
 
 def test_student_items_start_from_the_teacher_and_the_baseline_ignores_it(teacher, tiny_data, tmp_path):
     from components.distill.init import item_init_from_teacher
-    from components.soft_labels import load_teacher_items
 
     handle, _, _ = build(teacher, tiny_data, tmp_path)
     cfg = DistillConfig(top_k=10, item_init="teacher")
@@ -326,7 +328,7 @@ def test_student_items_start_from_the_teacher_and_the_baseline_ignores_it(teache
     student, _ = distill_student(
         tiny_data, STUDENT, frozen, cfg, tmp_path / "init", cache_path=handle.path, log=lambda m: None
     )
-    want = item_init_from_teacher(load_teacher_items(handle.path), STUDENT.d_model)
+    want = item_init_from_teacher(SoftLabelReader(handle.path).teacher_items(), STUDENT.d_model)
     torch.testing.assert_close(student.item_emb.weight[1:].detach(), want, atol=1e-6, rtol=0)
     # the no-KD baseline learns without the teacher, whatever the distill section says
     base, _ = distill_student(tiny_data, STUDENT, frozen, cfg, tmp_path / "nokd", log=lambda m: None)
