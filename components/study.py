@@ -1,6 +1,6 @@
 """The distillation study: which kind of knowledge, at which temperature, top-K and student size.
 
-    for each seed: teacher -> soft-label cache (the largest top-K of the grid; smaller K slice it)
+    for each seed: teacher -> soft-label caches (see :func:`cache_spec`; smaller K slice a cache)
         for each variant: train the student (no KD, or KD with the variant's settings)
                           -> validation and test metrics, training seconds
     -> mean and spread over seeds per variant -> choice on validation -> JSON + markdown + plots
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from components.artifacts import write_json_atomic
-from components.config import PipelineConfig
+from components.config import DistillConfig, PipelineConfig
 from components.data.dataset import prepare_dataset
 from components.evaluation import evaluate_model, latency_profile
 from components.models import build_model, count_parameters
@@ -120,11 +120,23 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
     return grid
 
 
-def _needs(grid: list[Variant], config: PipelineConfig) -> tuple[int, bool]:
-    """The cache the grid needs: the largest top-K and whether hidden states are used."""
+SHARED_CACHE_GROUPS = ("ablation", "temperature", "top_k")
+
+
+def cache_spec(group: str, config: PipelineConfig) -> tuple[int, bool]:
+    """``(top_k, cache_hidden)`` of the soft-label cache a group's students learn from.
+
+    ``headline`` and ``size`` use the profile's cache, so their KD students are the ones the flow and
+    ``bench quality`` train. The KD-setting groups share one cache holding the largest top-K any of
+    them uses and the teacher's hidden states. The cache is part of a student's stored key, so this
+    rule makes a variant's model independent of the other groups run with it: ``--groups ablation``
+    today and ``--groups top_k`` tomorrow reuse each other's students.
+    """
     top_k, hidden = config.distill.top_k, config.distill.cache_hidden
-    for v in grid:
-        if v.kd:
+    if group not in SHARED_CACHE_GROUPS:
+        return top_k, hidden
+    for v in _all_variants(config, ("sasrec",)):
+        if v.kd and v.group in SHARED_CACHE_GROUPS:
             top_k = max(top_k, v.distill.get("top_k", top_k))
             hidden = hidden or v.distill.get("w_feature", 0) > 0 or v.distill.get("w_relation", 0) > 0
     return top_k, hidden
@@ -161,7 +173,6 @@ def run_study(
     teacher_per_seed = full if teacher_per_seed is None else teacher_per_seed
     grid = study_grid(config, full, archs, groups)
     grid_name = "full" if full and groups is None else "quick" if groups is None else "+".join(groups)
-    top_k, hidden = _needs(grid, config)
 
     prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
     data = SequenceData.from_path(prepared.handle.uri)
@@ -176,11 +187,13 @@ def run_study(
         if t_seed not in teachers:
             t0 = time.perf_counter()
             teacher, t_result = train_teacher(config, data, digest, t_seed, log=log)
-            cache, _, _ = cache_soft_labels(
-                config, data, digest, teacher, t_result, top_k=top_k, cache_hidden=hidden
-            )
+            caches = {}
+            for spec in dict.fromkeys(cache_spec(v.group, config) for v in grid if v.kd):
+                caches[spec] = cache_soft_labels(
+                    config, data, digest, teacher, t_result, top_k=spec[0], cache_hidden=spec[1]
+                )[0]
             teachers[t_seed] = {
-                "cache": cache,
+                "caches": caches,
                 "params": count_parameters(teacher),
                 "valid": evaluate_model(teacher, data, "valid", config.teacher.model.max_len),
                 "test": evaluate_model(teacher, data, "test", config.teacher.model.max_len),
@@ -201,16 +214,22 @@ def run_study(
                 else [],
                 "wall_seconds": time.perf_counter() - t0,
             }
-        cache = teachers[t_seed]["cache"]
         for v in grid:
+            spec = cache_spec(v.group, config)
             model_cfg = config.student.model.model_copy(
                 update={"arch": v.arch, "d_model": v.d_model, "n_heads": 1 if v.d_model <= 16 else 2}
             )
+            # validated, not model_copy'd: a setting given as 2 must key the same stored student as 2.0
             distill = (
-                config.distill.model_copy(update={**v.distill, "cache_hidden": hidden}) if v.kd else None
+                DistillConfig.model_validate(
+                    {**config.distill.model_dump(), **v.distill, "cache_hidden": spec[1]}
+                )
+                if v.kd
+                else None
             )
+            cache = teachers[t_seed]["caches"][spec] if v.kd else None
             t0 = time.perf_counter()
-            student, result = train_student(config, data, digest, model_cfg, cache if v.kd else None, seed,
+            student, result = train_student(config, data, digest, model_cfg, cache, seed,
                                             distill=distill, log=log, name=v.name)  # fmt: skip
             valid = evaluate_model(student, data, "valid", model_cfg.max_len)
             test = evaluate_model(student, data, "test", model_cfg.max_len)

@@ -110,3 +110,26 @@ def test_study_with_an_ensemble_teacher_counts_every_member(out_root, tmp_path):
     assert t["ensemble"] == 2 and t["params"] == 2 * single  # the 8x-smaller check counts every member
     assert t["members"]["test"]["NDCG@10"]["n"] == 2  # both members scored alone as well
     assert t["latency_p99_ms"] > 0  # measured on the whole ensemble (both members run per request)
+
+
+def test_a_variant_is_the_same_model_whichever_groups_run_with_it(out_root, tmp_path):
+    # the KD-setting groups share one cache (top-200, hidden states), the headline and size groups use
+    # the profile's: so `--groups ablation` and a later `--groups temperature` share their students
+    from components.study import cache_spec
+
+    beauty = load_config(profile="beauty")
+    assert cache_spec("headline", beauty) == cache_spec("size", beauty) == (100, False)
+    assert {cache_spec(g, beauty) for g in ("ablation", "temperature", "top_k")} == {(200, True)}
+
+    config = load_config(profile="demo", overrides=[*TINY_PIPELINE, "data.source.n_items=250"])
+    lines = []
+    first = run_study(config, tmp_path / "a", seeds=(0,), groups=("ablation",), requests=5, log=lines.append)
+    assert any(line.startswith("[sasrec-d8-logits] epoch") for line in lines)
+    lines.clear()
+    later = run_study(
+        config, tmp_path / "t", seeds=(0,), groups=("temperature",), requests=5, log=lines.append
+    )
+    # T=2 is the demo profile's temperature: the ablation's logits-only student, reused, not retrained
+    assert not any(line.startswith("[sasrec-d8-T2] epoch") for line in lines)
+    assert any(line.startswith("[sasrec-d8-T4] epoch") for line in lines)
+    assert later["rows"]["sasrec-d8-T2"]["test"] == first["rows"]["sasrec-d8-logits"]["test"]
