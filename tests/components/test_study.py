@@ -5,7 +5,7 @@ import pytest
 from components.config import load_config
 from components.models import build_model, count_parameters
 from components.recipe import sasrec_params, suggest
-from components.study import run_study, study_grid
+from components.study import cache_spec, run_study, study_grid
 from tests.tiny import TINY_PIPELINE
 
 
@@ -115,8 +115,6 @@ def test_study_with_an_ensemble_teacher_counts_every_member(out_root, tmp_path):
 def test_a_variant_is_the_same_model_whichever_groups_run_with_it(out_root, tmp_path):
     # the KD-setting groups share one cache (top-200, hidden states), the headline and size groups use
     # the profile's: so `--groups ablation` and a later `--groups temperature` share their students
-    from components.study import cache_spec
-
     beauty = load_config(profile="beauty")
     assert cache_spec("headline", beauty) == cache_spec("size", beauty) == (100, False)
     assert {cache_spec(g, beauty) for g in ("ablation", "temperature", "top_k")} == {(200, True)}
