@@ -10,12 +10,15 @@ with respect to the hidden states and the item embedding are accumulated during 
     z_n = h_n W^T                                   (I,) scores of position n
     L   = w_hard * (1/N) sum_n CE(z_n, y_n)
         + w_kd * T^2 * (1/M) sum_{n matched} KL(p_n || softmax(z_n / T))   over the teacher's top-K
+        + w_rank * (1/M) sum_{n matched} sum_r -w_r log softmax(z_n)[c_nr]      r < k (ranking KD)
     dL/dz_n = w_hard/N (softmax(z_n) - onehot(y_n)) + w_kd T/M (softmax(z_n / T) - p~_n)
+            + w_rank/M (softmax(z_n) - w~_n)
 
 where p_n = softmax(teacher top-K logits / T) and p~_n scatters it onto the catalogue (zero outside
-the teacher's top-K; this is ``LogitsKD(mode="full")``). Values and gradients equal the unfused
-reference (tested); it never holds more than one (chunk, I) block, and no extra matrix product
-is spent on recomputation.
+the teacher's top-K; this is ``LogitsKD(mode="full")``); w~_n scatters the ranking weights w_r
+onto the teacher's first k items (``RankingKD``: a weighted cross-entropy, so it shares the CE's
+soft-max). Values and gradients equal the unfused reference (tested); it never holds more than one
+(chunk, I) block, and no extra matrix product is spent on recomputation.
 """
 
 from __future__ import annotations
@@ -33,15 +36,16 @@ def _chunk_rows(n_items: int, dim: int) -> int:
     return max(16, block_bytes // (4 * max(n_items, 1)))
 
 
-def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd):
-    """CE alone, or CE + KD at T = 1: both terms share one softmax per row, so each (c, I) block is
-    touched by one soft-max, one gather, one scale and one scatter. Per row n the gradient is
+def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, rank_w=None, w_rank=0.0):
+    """CE alone, or CE + KD (+ ranking KD) at T = 1: the terms share one softmax per row, so each
+    (c, I) block is touched by one soft-max, one gather, one scale and one scatter. Per row n the
+    gradient is
 
-        g_n = a_n p_n - sum_j v_nj e_(c_nj),   a_n = w_hard/N + w_kd/M [n has labels]
+        g_n = a_n p_n - sum_j v_nj e_(c_nj),   a_n = w_hard/N + (w_kd + w_rank)/M [n has labels]
 
-    where the scatter columns c_n are the teacher's K items plus the target (values w_kd/M p_nk and
-    w_hard/N), laid out for the whole batch once; the probabilities gathered at the same columns
-    give the CE and KD values after the loop."""
+    where the scatter columns c_n are the teacher's K items plus the target (values w_kd/M p_nk
+    + w_rank/M w_k for the first k, and w_hard/N), laid out for the whole batch once; the
+    probabilities gathered at the same columns give the CE, KD and ranking values after the loop."""
     n, m = h.shape[0], (0 if kd_rows is None else kd_rows.shape[0])
     k = kd_cols.shape[1] if m else 0
     cols = torch.empty((n, k + 1), dtype=torch.long)  # (N, K + 1) teacher's items, then the target
@@ -50,14 +54,19 @@ def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd
     cols[:, k], vals[:, k] = targets, -w_hard * inv_n
     coef: float | torch.Tensor = w_hard * inv_n
     whole = m > 0 and m == n and bool(torch.equal(kd_rows, torch.arange(n)))  # all rows labelled, in order
+    kr = 0 if rank_w is None or not m else rank_w.shape[0]
+    if m:
+        kd_vals = kd_probs * (-w_kd / m)  # (M, K)
+        if kr:
+            kd_vals[:, :kr] -= rank_w * (w_rank / m)
     if m and whole:
-        cols[:, :k], vals[:, :k] = kd_cols, kd_probs * (-w_kd / m)
-        coef = w_hard * inv_n + w_kd / m
+        cols[:, :k], vals[:, :k] = kd_cols, kd_vals
+        coef = w_hard * inv_n + (w_kd + (w_rank if kr else 0.0)) / m
     elif m:  # rows without labels scatter zeros onto their own target
         cols[:, :k], vals[:, :k] = targets[:, None], 0.0
-        cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_probs * (-w_kd / m)
+        cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_vals
         coef = torch.full((n, 1), w_hard * inv_n, dtype=h.dtype)
-        coef[kd_rows] += w_kd / m
+        coef[kd_rows] += (w_kd + (w_rank if kr else 0.0)) / m
     q = torch.empty((n, k + 1), dtype=h.dtype)  # student probabilities at those columns
     grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
     step = _chunk_rows(weight.shape[0], weight.shape[1])
@@ -72,20 +81,28 @@ def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd
         grad_w.addmm_(p.T, hc)  # (I, d)
     log_q = q.clamp_min(1e-38).log().double()
     ce_sum = -log_q[:, k].sum()
-    kd_sum = None
+    kd_sum = rank_sum = None
     if m:
         probs = kd_probs.double()
         plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-300).log(), 0.0).sum()
-        kd_sum = plogp - (probs * (log_q[:, :k] if whole else log_q[kd_rows, :k])).sum()
-    return grad_h, grad_w, ce_sum, kd_sum
+        log_q_kd = log_q[:, :k] if whole else log_q[kd_rows, :k]  # (M, K)
+        kd_sum = plogp - (probs * log_q_kd).sum()
+        if kr:
+            rank_sum = -(log_q_kd[:, :kr] * rank_w.double()).sum()
+    return grad_h, grad_w, ce_sum, kd_sum, rank_sum
 
 
-def _tempered(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature):
-    """CE + KD at T != 1: the KD term needs its own soft-max of z / T for the rows with labels."""
+def _tempered(
+    h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature, rank_w=None, w_rank=0.0
+):
+    """CE + KD (+ ranking KD) at T != 1: the KD term needs its own soft-max of z / T for the rows with
+    labels; the ranking term shares the CE's soft-max of z."""
     n, m = h.shape[0], kd_rows.shape[0]
     grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
     ce_sum = h.new_zeros((), dtype=torch.float64)
     kd_sum = h.new_zeros((), dtype=torch.float64)
+    kr = 0 if rank_w is None else rank_w.shape[0]
+    rank_sum = h.new_zeros((), dtype=torch.float64) if kr else None
     kd_slot = torch.full((n,), -1, dtype=torch.long)  # row r of the batch -> its KD row (or -1)
     kd_slot[kd_rows] = torch.arange(m)
     step = _chunk_rows(weight.shape[0], weight.shape[1])
@@ -115,44 +132,61 @@ def _tempered(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temp
                 g.index_add_(0, local, gk)
         p = torch.softmax(z, dim=1)  # (c, I): one fused pass, each exp computed once
         ce_sum -= p[rows, t].clamp_min(1e-38).log().sum().double()
-        if w_hard > 0:
+        ranked = kr > 0 and len(local) > 0
+        if ranked:
+            r_cols = kd_cols[slot[local], :kr]  # (c', k)
+            pr = p[local]  # (c', I): a copy (advanced indexing)
+            rank_sum -= (pr.gather(1, r_cols).clamp_min(1e-38).log() * rank_w).sum().double()
+            pr.mul_(w_rank / m).scatter_add_(1, r_cols, rank_w.expand_as(r_cols) * (-w_rank / m))
+        if w_hard > 0 or ranked:
+            # w_hard/N (p - onehot(y)) on every row, + w_rank/M (p - w~) on the rows with labels
             p[rows, t] -= 1.0
             p.mul_(w_hard / n)
+            if ranked:
+                p.index_add_(0, local, pr)
             g = p if g is None else g.add_(p)
         if g is None:
             grad_h[s:e].zero_()
             continue
         grad_h[s:e] = g @ weight  # (c, d)
         grad_w.addmm_(g.T, hc)  # (I, d)
-    return grad_h, grad_w, ce_sum, kd_sum
+    return grad_h, grad_w, ce_sum, kd_sum, rank_sum
 
 
 class _LinearSoftmaxLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature):
+    def forward(
+        ctx, h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature, rank_w, w_rank
+    ):
         # h: (N, d); weight: (I, d); targets: (N,) columns; kd_rows: (M,) indices into N;
-        # kd_cols: (M, K) columns; kd_probs: (M, K) teacher probabilities at temperature T
+        # kd_cols: (M, K) columns; kd_probs: (M, K) teacher probabilities at temperature T;
+        # rank_w: (k,) ranking weights of the first k of kd_cols, or None
         n = h.shape[0]
         m = 0 if kd_rows is None else kd_rows.shape[0]
         use_kd = m > 0 and w_kd > 0
+        use_rank = m > 0 and rank_w is not None and w_rank > 0
+        rank = (rank_w, w_rank) if use_rank else (None, 0.0)
         if use_kd and temperature != 1.0:
-            parts = _tempered(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature)
-        elif use_kd:
-            parts = _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd)
+            parts = _tempered(
+                h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature, *rank
+            )
+        elif use_kd or use_rank:
+            parts = _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, *rank)
         else:
             parts = _shared_softmax(h, weight, targets, None, None, None, w_hard, 0.0)
-        grad_h, grad_w, ce_sum, kd_sum = parts
+        grad_h, grad_w, ce_sum, kd_sum, rank_sum = parts
         ce = ce_sum.float() / max(n, 1)
         kd = (kd_sum.float() * temperature**2 / m) if use_kd else ce.new_zeros(())
-        loss = w_hard * ce + (w_kd * kd if use_kd else 0.0)
+        rk = (rank_sum.float() / m) if use_rank else ce.new_zeros(())
+        loss = w_hard * ce + (w_kd * kd if use_kd else 0.0) + (w_rank * rk if use_rank else 0.0)
         ctx.save_for_backward(grad_h, grad_w)
-        ctx.mark_non_differentiable(ce, kd)
-        return loss, ce, kd
+        ctx.mark_non_differentiable(ce, kd, rk)
+        return loss, ce, kd, rk
 
     @staticmethod
-    def backward(ctx, grad_loss, _grad_ce, _grad_kd):
+    def backward(ctx, grad_loss, _grad_ce, _grad_kd, _grad_rank):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_loss, grad_w * grad_loss, None, None, None, None, None, None, None
+        return (grad_h * grad_loss, grad_w * grad_loss) + (None,) * 9
 
 
 def linear_softmax_loss(
@@ -166,25 +200,38 @@ def linear_softmax_loss(
     kd_logits: torch.Tensor | None = None,
     w_kd: float = 0.0,
     temperature: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, ce, kd)`` for scores ``hidden @ weight.T`` without building the (N, I) matrix.
+    rank_weights: torch.Tensor | None = None,
+    w_rank: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, ce, kd, ranking)`` for scores ``hidden @ weight.T`` without building the (N, I) matrix.
 
     Args:
         hidden: (N, d) student hidden states (requires grad).
         weight: (I, d) output item embeddings; score column c is row c of ``weight``.
         targets: (N,) the true next item as a column index.
         kd_rows: (M,) which of the N rows have teacher labels; ``kd_cols`` (M, K) the teacher's top-K
-            columns and ``kd_logits`` (M, K) its raw logits there (softmaxed at ``temperature`` here).
-    Returns the weighted loss (differentiable) and its two unweighted parts (for logging).
+            columns (sorted by the teacher's score) and ``kd_logits`` (M, K) its raw logits there
+            (softmaxed at ``temperature`` here).
+        rank_weights: (k,) with k <= K, the ranking-KD weights of the teacher's first k items
+            (``RankingKD.weights``), applied with ``w_rank`` to the rows with labels.
+    Returns the weighted loss (differentiable) and its unweighted parts (for logging; zero when off).
     """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(
             f"hidden (N, d) and weight (I, d) expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}"
         )
+    use_rank = rank_weights is not None and w_rank > 0
+    if use_rank and (kd_cols is None or rank_weights.shape[0] > kd_cols.shape[1]):
+        raise ValueError(
+            f"ranking KD needs the teacher's top-k columns (k = {rank_weights.shape[0]}) in kd_cols, got "
+            f"{None if kd_cols is None else tuple(kd_cols.shape)}"
+        )
     probs = None
     if kd_rows is not None and w_kd > 0:
         probs = torch.softmax(kd_logits.float() / temperature, dim=1)
+    elif kd_rows is not None and use_rank:  # ranking KD alone: the teacher's order, not its probabilities
+        probs = hidden.new_zeros(kd_cols.shape)
     return _LinearSoftmaxLoss.apply(
         hidden, weight, targets, kd_rows if probs is not None else None, kd_cols, probs,
-        float(w_hard), float(w_kd), float(temperature),
+        float(w_hard), float(w_kd), float(temperature), rank_weights if use_rank else None, float(w_rank),
     )  # fmt: skip

@@ -105,7 +105,7 @@ def hard_label_loss(
         targets = batch.targets[batch.mask]  # (N,) item ids
         if sampled_negatives is None:
             # == F.cross_entropy(model.scores(h), targets - 1), without the (N, I) score matrix
-            loss, _, _ = linear_softmax_loss(h, model.output_weight(), targets - 1)
+            loss = linear_softmax_loss(h, model.output_weight(), targets - 1)[0]
         else:
             weight = model.item_emb.weight  # (I + 1, d)
             if proposal is None:

@@ -98,9 +98,9 @@ class DistillationObjective(nn.Module):
     def step_loss(self, student: nn.Module) -> Callable[[KDBatch], tuple[torch.Tensor, dict[str, float]]]:
         cfg = self.cfg
 
-        # Full-softmax logits KD is fused with the hard-label CE (components.linear_ce: no (N, I)
-        # score matrix); ranking KD needs the student's full log-softmax, so it takes the plain path.
-        fused = cfg.w_ranking == 0
+        # Full-softmax logits KD and ranking KD are fused with the hard-label CE (components.linear_ce:
+        # no (N, I) score matrix). Top-K logits KD with ranking KD takes the plain path.
+        fused = cfg.w_ranking == 0 or cfg.kd_mode == "full" or cfg.w_logits == 0
 
         def step(b: KDBatch) -> tuple[torch.Tensor, dict[str, float]]:
             out = student(b.train.inputs)
@@ -109,15 +109,19 @@ class DistillationObjective(nn.Module):
             m = b.matched
             if fused:
                 kd_full = cfg.w_logits > 0 and cfg.kd_mode == "full"
-                loss, ce, kd = linear_softmax_loss(
+                ranked = cfg.w_ranking > 0
+                loss, ce, kd, rk = linear_softmax_loss(
                     h, student.output_weight(), targets, w_hard=cfg.w_hard,
-                    kd_rows=torch.nonzero(m).squeeze(1) if kd_full else None, kd_cols=b.topk_cols,
-                    kd_logits=b.teacher_logits, w_kd=cfg.w_logits, temperature=cfg.temperature,
+                    kd_rows=torch.nonzero(m).squeeze(1) if kd_full or ranked else None, kd_cols=b.topk_cols,
+                    kd_logits=b.teacher_logits, w_kd=cfg.w_logits if kd_full else 0.0,
+                    temperature=cfg.temperature, rank_weights=self.ranking.weights, w_rank=cfg.w_ranking,
                 )  # fmt: skip
                 parts = {"ce": ce.item()}
+                if ranked:
+                    parts["kd_ranking"] = rk.item()
                 if kd_full:
                     parts["kd_logits"] = kd.item()
-                elif cfg.w_logits > 0:  # top-K mode: the student's scores at the teacher's K items only
+                elif cfg.w_logits > 0:  # top-K mode, no ranking: scores at the teacher's K items only
                     z_k = torch.einsum("md,mkd->mk", h[m], student.output_weight()[b.topk_cols])  # (M, K)
                     cols = torch.arange(z_k.shape[1]).expand_as(z_k)
                     kd = self.logits(z_k, cols, b.teacher_logits)

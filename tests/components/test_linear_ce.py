@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import components.linear_ce as lce
-from components.distill.losses import LogitsKD
+from components.distill.losses import LogitsKD, RankingKD
 from components.linear_ce import linear_softmax_loss
 
 
@@ -29,7 +29,7 @@ def _inputs(n=90, items=257, d=8, k=12, seed=0, every=3):
 def test_matches_reference(monkeypatch, temperature, w_hard, w_kd, chunk, every):
     monkeypatch.setattr(lce, "_chunk_rows", lambda n_items, dim: chunk)
     h, w, y, rows, cols, logits = _inputs(every=every)
-    loss, ce, kd = linear_softmax_loss(h, w, y, w_hard=w_hard, kd_rows=rows, kd_cols=cols, kd_logits=logits,
+    loss, ce, kd, _ = linear_softmax_loss(h, w, y, w_hard=w_hard, kd_rows=rows, kd_cols=cols, kd_logits=logits,
                                        w_kd=w_kd, temperature=temperature)  # fmt: skip
     (2.5 * loss).backward()  # the incoming gradient is applied
     gh, gw = h.grad.clone(), w.grad.clone()
@@ -48,6 +48,45 @@ def test_matches_reference(monkeypatch, temperature, w_hard, w_kd, chunk, every)
     torch.testing.assert_close(gw, w.grad, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+@pytest.mark.parametrize("w_hard,w_kd,w_rank", [(1.0, 1.0, 0.5), (1.0, 0.0, 0.5), (0.0, 0.0, 2.0)])
+@pytest.mark.parametrize("chunk", [7, 1000])
+@pytest.mark.parametrize("every", [1, 3, -1])
+def test_ranking_kd_matches_reference(monkeypatch, temperature, w_hard, w_kd, w_rank, chunk, every):
+    """Ranking KD shares the CE's soft-max: fused, it equals ``RankingKD`` on the full score matrix."""
+    monkeypatch.setattr(lce, "_chunk_rows", lambda n_items, dim: chunk)
+    h, w, y, rows, cols, logits = _inputs(every=every)
+    rank = RankingKD(k=5, lam=2.0)
+    loss, ce, kd, rk = linear_softmax_loss(
+        h, w, y, w_hard=w_hard, kd_rows=rows, kd_cols=cols, kd_logits=logits, w_kd=w_kd,
+        temperature=temperature, rank_weights=rank.weights, w_rank=w_rank,
+    )  # fmt: skip
+    (2.5 * loss).backward()
+    gh, gw = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+
+    z = h @ w.T
+    rk_ref = rank(z[rows], cols)
+    ref = (
+        w_hard * F.cross_entropy(z, y)
+        + w_kd * LogitsKD(temperature, "full")(z[rows], cols, logits)
+        + w_rank * rk_ref
+    )
+    (2.5 * ref).backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-6)
+    assert rk.item() == pytest.approx(rk_ref.item(), rel=1e-5)
+    assert (kd.item() == 0.0) == (w_kd == 0.0)
+    torch.testing.assert_close(gh, h.grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(gw, w.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_ranking_kd_needs_enough_teacher_columns():
+    h, w, y, rows, cols, logits = _inputs(k=3)
+    with pytest.raises(ValueError, match=r"ranking KD needs the teacher's top-k columns \(k = 5\)"):
+        linear_softmax_loss(h, w, y, kd_rows=rows, kd_cols=cols, kd_logits=logits, w_kd=1.0,
+                            rank_weights=RankingKD(k=5).weights, w_rank=1.0)  # fmt: skip
+
+
 def test_gradient_flows_through_a_sliced_embedding():
     emb = torch.nn.Embedding(11, 4, padding_idx=0)
     h = torch.randn(5, 4, requires_grad=True)
@@ -63,7 +102,7 @@ def test_gradient_flows_through_a_sliced_embedding():
 def test_an_empty_batch_gives_zero_loss_and_gradients():
     h = torch.zeros(0, 4, requires_grad=True)
     w = torch.randn(10, 4, requires_grad=True)
-    loss, ce, _ = linear_softmax_loss(h, w, torch.zeros(0, dtype=torch.long))
+    loss, ce, _, _ = linear_softmax_loss(h, w, torch.zeros(0, dtype=torch.long))
     loss.backward()
     assert loss.item() == 0.0 and ce.item() == 0.0
     assert not w.grad.any()

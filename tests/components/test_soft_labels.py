@@ -145,17 +145,22 @@ def test_kd_batch_alignment_and_mismatch(teacher, tiny_data, tmp_path):
         kd_batch(tiny_data, users, corrupted, max_len=20)
 
 
-@pytest.mark.parametrize("mode,temperature", [("full", 1.0), ("full", 2.0), ("topk", 2.0)])
-def test_fused_objective_equals_the_plain_formula(teacher, tiny_data, tmp_path, mode, temperature):
-    """The objective's fused CE + logits KD step gives the textbook loss and gradients."""
+@pytest.mark.parametrize(
+    "mode,temperature,w_ranking",
+    [("full", 1.0, 0.0), ("full", 2.0, 0.0), ("topk", 2.0, 0.0), ("full", 1.0, 0.5), ("full", 2.0, 0.5),
+     ("topk", 1.0, 0.5)],
+)  # fmt: skip
+def test_fused_objective_equals_the_plain_formula(teacher, tiny_data, tmp_path, mode, temperature, w_ranking):
+    """The objective's fused CE + logits KD (+ ranking KD) step gives the textbook loss and gradients."""
     import torch.nn.functional as F
 
-    from components.distill.losses import LogitsKD
+    from components.distill.losses import LogitsKD, RankingKD
 
     handle, _, _ = build(teacher, tiny_data, tmp_path, logits_dtype="float32")
     users, block = next(SoftLabelReader(handle.path).iter_user_batches(8, tiny_data.train_positions(20)))
     kb = kd_batch(tiny_data, users, block, max_len=20)
-    cfg = DistillConfig(kd_mode=mode, temperature=temperature, w_hard=0.7, w_logits=1.3)
+    cfg = DistillConfig(kd_mode=mode, temperature=temperature, w_hard=0.7, w_logits=1.3, w_ranking=w_ranking,
+                        ranking_k=5)  # fmt: skip
     torch.manual_seed(0)
     student = build_model(STUDENT.model_copy(update={"dropout": 0.0}), tiny_data.n_items)
     objective = trainer_module.DistillationObjective(cfg, STUDENT.d_model, None)
@@ -167,10 +172,13 @@ def test_fused_objective_equals_the_plain_formula(teacher, tiny_data, tmp_path, 
     scores = student.scores(student(kb.train.inputs).hidden[kb.train.mask])
     ce = F.cross_entropy(scores, kb.train.targets[kb.train.mask] - 1)
     kd = LogitsKD(temperature, mode)(scores[kb.matched], kb.topk_cols, kb.teacher_logits)
-    ref = 0.7 * ce + 1.3 * kd
+    rk = RankingKD(5, cfg.ranking_lambda)(scores[kb.matched], kb.topk_cols)
+    ref = 0.7 * ce + 1.3 * kd + w_ranking * rk
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
     assert parts["kd_logits"] == pytest.approx(kd.item(), rel=1e-5)
+    if w_ranking:
+        assert parts["kd_ranking"] == pytest.approx(rk.item(), rel=1e-5)
     for got, p in zip(grads, student.parameters(), strict=True):
         torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
 
