@@ -105,12 +105,14 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
             {"w_feature": 1.0, "w_relation": 1.0, "w_ranking": 0.5},
         ),  # fmt: skip
     ]
+    # temperature and top-K are settings of logits KD, whatever other terms the profile adds
     grid += [
-        Variant(f"sasrec-d{d}-T{t:g}", "temperature", "sasrec", d, True, {"temperature": t})
+        Variant(f"sasrec-d{d}-T{t:g}", "temperature", "sasrec", d, True, {**logits, "temperature": t})
         for t in (1, 2, 4, 8)
     ]
     grid += [
-        Variant(f"sasrec-d{d}-K{k}", "top_k", "sasrec", d, True, {"top_k": k}) for k in (20, 50, 100, 200)
+        Variant(f"sasrec-d{d}-K{k}", "top_k", "sasrec", d, True, {**logits, "top_k": k})
+        for k in (20, 50, 100, 200)
     ]
     for size in (16, 32, 64):
         grid += [

@@ -77,6 +77,15 @@ def test_full_grid_has_every_group():
     assert [v.name for v in study_grid(config, full=True, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
 
 
+def test_temperature_and_top_k_sweep_logits_kd_whatever_the_profile_adds():
+    """The sweeps vary logits KD alone: a profile that adds ranking KD keeps their students (and keys)."""
+    for overrides in ([], ["distill.w_ranking=0.5", "distill.w_feature=1", "distill.cache_hidden=true"]):
+        grid = study_grid(load_config(profile="beauty", overrides=overrides), groups=("temperature", "top_k"))
+        assert all(
+            v.distill["w_ranking"] == v.distill["w_feature"] == v.distill["w_relation"] == 0.0 for v in grid
+        )
+
+
 @pytest.mark.parametrize("items,d,layers,max_len", [(12101, 128, 2, 50), (500, 16, 1, 20), (80, 8, 1, 30)])
 def test_parameter_formula_matches_the_model(items, d, layers, max_len):
     cfg = load_config(profile="demo").teacher.model.model_copy(
