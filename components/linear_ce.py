@@ -61,12 +61,12 @@ def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd
             kd_vals[:, :kr] -= rank_w * (w_rank / m)
     if m and whole:
         cols[:, :k], vals[:, :k] = kd_cols, kd_vals
-        coef = w_hard * inv_n + (w_kd + (w_rank if kr else 0.0)) / m
+        coef = w_hard * inv_n + (w_kd + w_rank) / m
     elif m:  # rows without labels scatter zeros onto their own target
         cols[:, :k], vals[:, :k] = targets[:, None], 0.0
         cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_vals
         coef = torch.full((n, 1), w_hard * inv_n, dtype=h.dtype)
-        coef[kd_rows] += (w_kd + (w_rank if kr else 0.0)) / m
+        coef[kd_rows] += (w_kd + w_rank) / m
     q = torch.empty((n, k + 1), dtype=h.dtype)  # student probabilities at those columns
     grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
     step = _chunk_rows(weight.shape[0], weight.shape[1])
