@@ -95,61 +95,55 @@ def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd
 def _tempered(
     h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, temperature, rank_w=None, w_rank=0.0
 ):
-    """CE + KD (+ ranking KD) at T != 1: the KD term needs its own soft-max of z / T for the rows with
-    labels; the ranking term shares the CE's soft-max of z."""
-    n, m = h.shape[0], kd_rows.shape[0]
-    grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
-    ce_sum = h.new_zeros((), dtype=torch.float64)
-    kd_sum = h.new_zeros((), dtype=torch.float64)
+    """CE + KD (+ ranking KD) at T != 1. Each (c, I) block is shifted by its row maxima mu once; then
+    e_T = exp((z - mu) / T) and e = exp(z - mu) give both soft-maxes, softmax(z / T) = e_T / S_T and
+    softmax(z) = e / S (two exponentials per score, not three as with a log-sum-exp), and the gradient
+
+        g_n = a_n e_n / S_n + b_n e_Tn / S_Tn - sum_j v_nj e_(c_nj),
+        a_n = w_hard/N + w_rank/M [n has labels],   b_n = w_kd T/M [n has labels]
+
+    with the scatter of ``_shared_softmax`` (teacher's K items, then the target). The shifted scores at
+    those columns and log S, log S_T give the CE, KD and ranking values after the loop."""
+    n, m, k = h.shape[0], kd_rows.shape[0], kd_cols.shape[1]
     kr = 0 if rank_w is None else rank_w.shape[0]
-    rank_sum = h.new_zeros((), dtype=torch.float64) if kr else None
-    kd_slot = torch.full((n,), -1, dtype=torch.long)  # row r of the batch -> its KD row (or -1)
-    kd_slot[kd_rows] = torch.arange(m)
+    inv_n = 1.0 / max(n, 1)
+    cols = targets[:, None].repeat(1, k + 1)  # (N, K + 1) teacher's items, then the target
+    vals = torch.zeros((n, k + 1), dtype=h.dtype)  # what is subtracted there
+    vals[:, k] = -w_hard * inv_n
+    kd_vals = kd_probs * (-w_kd * temperature / m)  # (M, K)
+    if kr:
+        kd_vals[:, :kr] -= rank_w * (w_rank / m)
+    cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_vals
+    coef_a = torch.full((n, 1), w_hard * inv_n, dtype=h.dtype)
+    coef_a[kd_rows] += w_rank / m if kr else 0.0
+    coef_b = torch.zeros((n, 1), dtype=h.dtype)
+    coef_b[kd_rows] = w_kd * temperature / m
+    zc = torch.empty((n, k + 1), dtype=h.dtype)  # shifted scores z - mu at those columns
+    log_s, log_st = torch.empty((n, 1), dtype=h.dtype), torch.empty((n, 1), dtype=h.dtype)
+    grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
     step = _chunk_rows(weight.shape[0], weight.shape[1])
     for s in range(0, n, step):
         e = min(s + step, n)
         hc = h[s:e]  # (c, d)
         z = item_scores(hc, weight)  # (c, I), on the fastest CPU kernel
-        t = targets[s:e]
-        rows = torch.arange(e - s)
-        g = None
-        slot = kd_slot[s:e]
-        local = torch.nonzero(slot >= 0).squeeze(1)  # rows of this chunk with teacher labels
-        if len(local):
-            cols, probs = kd_cols[slot[local]], kd_probs[slot[local]]  # (c', K)
-            plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-30).log(), 0.0)
-            zt = z[local] / temperature  # (c', I)
-            lse_t = torch.logsumexp(zt, dim=1, keepdim=True)  # (c', 1)
-            kd_sum += (plogp - probs * (zt.gather(1, cols) - lse_t)).sum().double()
-            # gradient of the KD term: w_kd * T / M * (softmax(z/T) - p~)
-            gk = zt.sub_(lse_t).exp_()  # (c', I) student probabilities at T
-            gk.scatter_add_(1, cols, -probs)
-            gk.mul_(w_kd * temperature / m)
-            if len(local) == e - s:
-                g = gk
-            else:
-                g = torch.zeros_like(z)
-                g.index_add_(0, local, gk)
-        p = torch.softmax(z, dim=1)  # (c, I): one fused pass, each exp computed once
-        ce_sum -= p[rows, t].clamp_min(1e-38).log().sum().double()
-        ranked = kr > 0 and len(local) > 0
-        if ranked:
-            r_cols = kd_cols[slot[local], :kr]  # (c', k)
-            pr = p[local]  # (c', I): a copy (advanced indexing)
-            rank_sum -= (pr.gather(1, r_cols).clamp_min(1e-38).log() * rank_w).sum().double()
-            pr.mul_(w_rank / m).scatter_add_(1, r_cols, rank_w.expand_as(r_cols) * (-w_rank / m))
-        if w_hard > 0 or ranked:
-            # w_hard/N (p - onehot(y)) on every row, + w_rank/M (p - w~) on the rows with labels
-            p[rows, t] -= 1.0
-            p.mul_(w_hard / n)
-            if ranked:
-                p.index_add_(0, local, pr)
-            g = p if g is None else g.add_(p)
-        if g is None:
-            grad_h[s:e].zero_()
-            continue
-        grad_h[s:e] = g @ weight  # (c, d)
-        grad_w.addmm_(g.T, hc)  # (I, d)
+        z.sub_(z.amax(dim=1, keepdim=True))  # z - mu
+        torch.gather(z, 1, cols[s:e], out=zc[s:e])
+        e_t = torch.mul(z, 1.0 / temperature).exp_()  # (c, I) exp((z - mu) / T)
+        p = z.exp_()  # (c, I) exp(z - mu)
+        s_1, s_t = p.sum(dim=1, keepdim=True), e_t.sum(dim=1, keepdim=True)
+        torch.log(s_1, out=log_s[s:e])
+        torch.log(s_t, out=log_st[s:e])
+        p.mul_(coef_a[s:e] / s_1).addcmul_(e_t, coef_b[s:e] / s_t)
+        p.scatter_add_(1, cols[s:e], vals[s:e])  # p is now the gradient block g
+        grad_h[s:e] = p @ weight  # (c, d)
+        grad_w.addmm_(p.T, hc)  # (I, d)
+    zc, log_s, log_st = zc.double(), log_s.double(), log_st.double()
+    ce_sum = -(zc[:, k] - log_s[:, 0]).sum()
+    probs = kd_probs.double()
+    plogp = torch.where(probs > 0, probs * probs.clamp_min(1e-300).log(), 0.0).sum()
+    zk = zc[kd_rows, :k]  # (M, K)
+    kd_sum = plogp - (probs * (zk / temperature - log_st[kd_rows])).sum()
+    rank_sum = -((zk[:, :kr] - log_s[kd_rows]) * rank_w.double()).sum() if kr else None
     return grad_h, grad_w, ce_sum, kd_sum, rank_sum
 
 
