@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.distill.losses import FeatureKD, LogitsKD, RankingKD, RKDLoss
+from components.distill.losses import FeatureKD, LogitsKD, RankingKD, RKDLoss, _angles, _angles_by_distances
 
 
 def test_logits_kd_golden_topk():
@@ -73,6 +73,21 @@ def test_rkd_golden_distance():
     sd = torch.tensor([[0, 1, 2], [1, 0, 1], [2, 1, 0]]) / (4 / 3)
     td = torch.tensor([[0, 1, 3], [1, 0, 2], [3, 2, 0]]) / 2.0
     assert RKDLoss(1.0, 0.0)(s3, t3).item() == pytest.approx(F.smooth_l1_loss(sd, td).item(), rel=1e-6)
+
+
+def test_teacher_angles_by_law_of_cosines_equal_the_direct_ones():
+    # the teacher's RKD angles come from pairwise distances (no (B, B, d) differences): they must
+    # equal the direct unit-vector cosines, including rows that repeat (cos 0, as F.normalize gives)
+    # and rows 1e-3 apart
+    torch.manual_seed(0)
+    x = torch.randn(40, 384) * 3
+    x[5] = x[7]
+    x[9] = x[10] + 1e-3 * torch.randn(384)
+    direct, by_distances = _angles(x), _angles_by_distances(x)
+    assert direct[7, 5].abs().max().item() == 0.0 and by_distances[7, 5].abs().max().item() == 0.0
+    torch.testing.assert_close(by_distances, direct, rtol=0, atol=1e-5)
+    half = torch.randn(40, 384).half().float()  # the cache stores hidden states as float16
+    torch.testing.assert_close(_angles_by_distances(half), _angles(half), rtol=0, atol=1e-5)
 
 
 def test_ranking_kd_golden():
