@@ -36,6 +36,23 @@ def _chunk_rows(n_items: int, dim: int) -> int:
     return max(16, block_bytes // (4 * max(n_items, 1)))
 
 
+def _scatter_layout(targets, kd_rows, kd_cols, kd_probs, kd_scale, rank_w, w_rank, w_hard):
+    """The (N, K + 1) columns of each row's scatter and the values subtracted there: the teacher's K
+    items (kd_scale * p_nk, + w_rank/M w_k for the first k) on rows with labels, zeros onto the row's
+    own target elsewhere; then the target, w_hard/N. Laid out for the whole batch once."""
+    n, m = targets.shape[0], (0 if kd_rows is None else kd_rows.shape[0])
+    k = kd_cols.shape[1] if m else 0
+    cols = targets[:, None].repeat(1, k + 1)
+    vals = torch.zeros((n, k + 1), dtype=torch.float32)
+    vals[:, k] = -w_hard / max(n, 1)
+    if m:
+        kd_vals = kd_probs * -kd_scale  # (M, K)
+        if rank_w is not None:
+            kd_vals[:, : rank_w.shape[0]] -= rank_w * (w_rank / m)
+        cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_vals
+    return cols, vals
+
+
 def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd, rank_w=None, w_rank=0.0):
     """CE alone, or CE + KD (+ ranking KD) at T = 1: the terms share one softmax per row, so each
     (c, I) block is touched by one soft-max, one gather, one scale and one scatter. Per row n the
@@ -48,23 +65,16 @@ def _shared_softmax(h, weight, targets, kd_rows, kd_cols, kd_probs, w_hard, w_kd
     probabilities gathered at the same columns give the CE, KD and ranking values after the loop."""
     n, m = h.shape[0], (0 if kd_rows is None else kd_rows.shape[0])
     k = kd_cols.shape[1] if m else 0
-    cols = torch.empty((n, k + 1), dtype=torch.long)  # (N, K + 1) teacher's items, then the target
-    vals = torch.empty((n, k + 1), dtype=h.dtype)  # what is subtracted there
+    cols, vals = _scatter_layout(
+        targets, kd_rows, kd_cols, kd_probs, w_kd / max(m, 1), rank_w, w_rank, w_hard
+    )
     inv_n = 1.0 / max(n, 1)
-    cols[:, k], vals[:, k] = targets, -w_hard * inv_n
     coef: float | torch.Tensor = w_hard * inv_n
-    whole = m > 0 and m == n and bool(torch.equal(kd_rows, torch.arange(n)))  # all rows labelled, in order
     kr = 0 if rank_w is None or not m else rank_w.shape[0]
-    if m:
-        kd_vals = kd_probs * (-w_kd / m)  # (M, K)
-        if kr:
-            kd_vals[:, :kr] -= rank_w * (w_rank / m)
-    if m and whole:
-        cols[:, :k], vals[:, :k] = kd_cols, kd_vals
+    whole = m > 0 and m == n and bool(torch.equal(kd_rows, torch.arange(n)))  # all rows labelled, in order
+    if whole:
         coef = w_hard * inv_n + (w_kd + w_rank) / m
-    elif m:  # rows without labels scatter zeros onto their own target
-        cols[:, :k], vals[:, :k] = targets[:, None], 0.0
-        cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_vals
+    elif m:
         coef = torch.full((n, 1), w_hard * inv_n, dtype=h.dtype)
         coef[kd_rows] += (w_kd + w_rank) / m
     q = torch.empty((n, k + 1), dtype=h.dtype)  # student probabilities at those columns
@@ -106,16 +116,11 @@ def _tempered(
     those columns and log S, log S_T give the CE, KD and ranking values after the loop."""
     n, m, k = h.shape[0], kd_rows.shape[0], kd_cols.shape[1]
     kr = 0 if rank_w is None else rank_w.shape[0]
-    inv_n = 1.0 / max(n, 1)
-    cols = targets[:, None].repeat(1, k + 1)  # (N, K + 1) teacher's items, then the target
-    vals = torch.zeros((n, k + 1), dtype=h.dtype)  # what is subtracted there
-    vals[:, k] = -w_hard * inv_n
-    kd_vals = kd_probs * (-w_kd * temperature / m)  # (M, K)
-    if kr:
-        kd_vals[:, :kr] -= rank_w * (w_rank / m)
-    cols[kd_rows, :k], vals[kd_rows, :k] = kd_cols, kd_vals
-    coef_a = torch.full((n, 1), w_hard * inv_n, dtype=h.dtype)
-    coef_a[kd_rows] += w_rank / m if kr else 0.0
+    cols, vals = _scatter_layout(
+        targets, kd_rows, kd_cols, kd_probs, w_kd * temperature / m, rank_w, w_rank, w_hard
+    )
+    coef_a = torch.full((n, 1), w_hard / max(n, 1), dtype=h.dtype)
+    coef_a[kd_rows] += w_rank / m
     coef_b = torch.zeros((n, 1), dtype=h.dtype)
     coef_b[kd_rows] = w_kd * temperature / m
     zc = torch.empty((n, k + 1), dtype=h.dtype)  # shifted scores z - mu at those columns
