@@ -385,11 +385,30 @@ def render_study(result: dict[str, Any]) -> str:
             f"{r['test']['popularity_pct@10']['mean']:.3f} | {r['epochs']['mean']:.0f} | "
             f"{r['train_seconds']['mean']:.0f} | {r['latency_p99_ms']:.2f} |"
         )
+    lines += _tradeoff_table(result)
     lines += ["", "| target (test means) | measured | met |", "|---|---|---|"]
     for c in result["checks"]:
         lines.append(f"| {c['check']} | {c['value']:.4f} | {'yes' if c['passed'] else 'no'} |")
     lines += _budget_table(result["rows"])
     return "\n".join(lines) + "\n"
+
+
+def _tradeoff_table(result: dict[str, Any]) -> list[str]:
+    """Each student against the teacher: the numbers behind the size-curve plots (means over seeds)."""
+    t = result["teacher"]
+    out = [
+        "",
+        "Against the teacher (means over seeds; the issue asks for >= 8x fewer parameters at >= 0.95x its "
+        "test NDCG@10):",
+        "",
+        "| model | x fewer params | valid NDCG@10 / teacher | test NDCG@10 / teacher | p99 / teacher |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        valid, test = (r[s]["NDCG@10"]["mean"] / t[s]["NDCG@10"]["mean"] for s in ("valid", "test"))
+        out.append(f"| {name} | {t['params'] / r['params']:.1f} | {valid:.3f} | {test:.3f} | "
+                   f"{r['latency_p99_ms'] / t['latency_p99_ms']:.3f} |")  # fmt: skip
+    return out
 
 
 def _budget_table(rows: dict[str, dict[str, Any]]) -> list[str]:

@@ -30,7 +30,21 @@ def test_quick_study_aggregates_seeds_and_reuses(out_root, tmp_path):
     }
     out = tmp_path / "study"
     assert json.loads((out / "study.json").read_text())["rows"].keys() == result["rows"].keys()
-    assert "| gru-d8-kd | headline |" in (out / "study.md").read_text()
+    md = (out / "study.md").read_text()
+    assert "| gru-d8-kd | headline |" in md
+    # each student against the teacher: parameters, validation and test NDCG@10, p99
+    t, row = result["teacher"], result["rows"]["gru-d8-kd"]
+    ratios = (
+        t["params"] / row["params"],
+        row["valid"]["NDCG@10"]["mean"] / t["valid"]["NDCG@10"]["mean"],
+        row["test"]["NDCG@10"]["mean"] / t["test"]["NDCG@10"]["mean"],
+        row["latency_p99_ms"] / t["latency_p99_ms"],
+    )
+    tradeoff = md.split("Against the teacher")[1].split("| target")[0]
+    assert (
+        f"| gru-d8-kd | {ratios[0]:.1f} | {ratios[1]:.3f} | {ratios[2]:.3f} | {ratios[3]:.3f} |" in tradeoff
+    )
+    assert tradeoff.count("\n| ") == 1 + len(names)  # the header, then one line per student
     assert (out / "size_curve_params.png").stat().st_size > 0 and (out / "size_curve_latency.png").is_file()
     assert (out / "epoch_budget.png").stat().st_size > 0
     # KD vs no KD on the same epoch budget, from each run's validation curve
