@@ -398,8 +398,8 @@ def _tradeoff_table(result: dict[str, Any]) -> list[str]:
     t = result["teacher"]
     out = [
         "",
-        "Against the teacher (means over seeds; the issue asks for >= 8x fewer parameters at >= 0.95x its "
-        "test NDCG@10):",
+        "Against the teacher (means over seeds; the issue asks for a student no wider than d=16, with >= 8x "
+        "fewer parameters, at >= 0.95x its test NDCG@10):",
         "",
         "| model | x fewer params | valid NDCG@10 / teacher | test NDCG@10 / teacher | p99 / teacher |",
         "|---|---|---|---|---|",
