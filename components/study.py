@@ -405,7 +405,9 @@ def _tradeoff_table(result: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for name, r in result["rows"].items():
-        valid, test = (r[s]["NDCG@10"]["mean"] / t[s]["NDCG@10"]["mean"] for s in ("valid", "test"))
+        valid, test = (
+            r[s]["NDCG@10"]["mean"] / max(t[s]["NDCG@10"]["mean"], 1e-12) for s in ("valid", "test")
+        )
         out.append(f"| {name} | {t['params'] / r['params']:.1f} | {valid:.3f} | {test:.3f} | "
                    f"{r['latency_p99_ms'] / t['latency_p99_ms']:.3f} |")  # fmt: skip
     return out
