@@ -72,9 +72,14 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     result = evaluate_scores(
-        partial(last_position_scores, model), data, split, max_len,
-        batch_size=batch_size, mask_history=mask_history, ks=ks,
-    )  # fmt: skip
+        partial(last_position_scores, model),
+        data,
+        split,
+        max_len,
+        batch_size=batch_size,
+        mask_history=mask_history,
+        ks=ks,
+    )
     model.train(was_training)
     return result
 
@@ -167,8 +172,10 @@ def compare_models(
     """Score every ``name -> (model, max_len)`` on the same split; add size and speed."""
     rows: dict[str, dict[str, Any]] = {}
     for name, (model, max_len) in models.items():
-        row: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()),
-                               "size_bytes": model_size_bytes(model)}  # fmt: skip
+        row: dict[str, Any] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "size_bytes": model_size_bytes(model),
+        }
         row.update(evaluate_model(model, data, split, max_len))
         if latency:
             row.update(latency_profile(model, data, max_len, requests=requests))

@@ -197,9 +197,17 @@ def _export_graph(module: nn.Module, path: Path, opset: int) -> None:
     batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("length", min=1)
     with _quiet():
         torch.onnx.export(
-            module, (example,), str(path), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
-            dynamic_shapes=({0: batch, 1: length},), opset_version=opset, external_data=False, verbose=False,
-        )  # fmt: skip
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=({0: batch, 1: length},),
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _quantize(src: Path, dst: Path, per_channel: bool, reduce_range: bool) -> None:
@@ -261,8 +269,13 @@ def _item_table(item_map: pd.DataFrame, n_items: int, catalog: pd.DataFrame | No
             f"the item map does not match the model: {len(ids)} items, the model scores {n_items} "
             f"(ids 1..{n_items} expected): export with the dataset the student was trained on"
         )
-    table = pd.DataFrame({"column": np.arange(n_items, dtype=np.int32), "item_id": np.arange(1, n_items + 1, dtype=np.int32),
-                          "raw_item_id": ids["raw_item_id"].astype(str).to_numpy()})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "column": np.arange(n_items, dtype=np.int32),
+            "item_id": np.arange(1, n_items + 1, dtype=np.int32),
+            "raw_item_id": ids["raw_item_id"].astype(str).to_numpy(),
+        }
+    )
     if catalog is not None:
         cols = [c for c in ("title", "brand", "category") if c in catalog.columns]
         table = table.merge(
@@ -273,8 +286,12 @@ def _item_table(item_map: pd.DataFrame, n_items: int, catalog: pd.DataFrame | No
 
 def _versions() -> dict[str, str]:
     onnx, ort, onnxscript = require_onnx()
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
-            "onnxscript": onnxscript.__version__}  # fmt: skip
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "onnxscript": onnxscript.__version__,
+    }
 
 
 def export_onnx(
@@ -322,10 +339,18 @@ def export_onnx(
             "schema_version": SCHEMA_VERSION,
             "kind": KIND,
             "model_class": type(model).__name__,
-            "input": {"name": INPUT, "dtype": "int64", "shape": ["batch", "length"],
-                      "meaning": "item ids (1..I), right-padded with 0; any length, the last max_len are used"},
-            "output": {"name": OUTPUT, "dtype": "float32", "shape": ["batch", n_items],
-                       "meaning": "next-item scores; column c is item_id c + 1 (see items.parquet)"},
+            "input": {
+                "name": INPUT,
+                "dtype": "int64",
+                "shape": ["batch", "length"],
+                "meaning": "item ids (1..I), right-padded with 0; any length, the last max_len are used",
+            },
+            "output": {
+                "name": OUTPUT,
+                "dtype": "float32",
+                "shape": ["batch", n_items],
+                "meaning": "next-item scores; column c is item_id c + 1 (see items.parquet)",
+            },
             "dynamic_axes": {INPUT: {"0": "batch", "1": "length"}, OUTPUT: {"0": "batch"}},
             "opset": opset,
             "max_len": max_len,
@@ -342,13 +367,15 @@ def export_onnx(
                 "per_channel": per_channel,
                 "reduce_range": reduce_range,
                 **int8_coverage(int8, n_items),
-                "max_abs_diff_vs_fp32": max(float(np.abs(q - g).max()) for q, g in zip(quantized, got, strict=True)),
+                "max_abs_diff_vs_fp32": max(
+                    float(np.abs(q - g).max()) for q, g in zip(quantized, got, strict=True)
+                ),
                 "top10_overlap_vs_fp32": _top_overlap(np.concatenate(got), np.concatenate(quantized)),
                 "accuracy": None,
             },
             "source": source or {},
             "files": {},
-        }  # fmt: skip
+        }
         for name in (*MODEL_FILES.values(), ITEMS_FILE):
             manifest["files"][name] = {
                 "sha256": sha256_file(tmp / name),
@@ -431,8 +458,9 @@ def evaluate_onnx(
 ) -> dict[str, float]:
     """The full-ranking metrics of ``evaluation.evaluate_model``, scored by onnxruntime (inputs cut to
     ``max_len``, by default the export's)."""
-    return evaluate_scores(lambda inputs, _: scorer(inputs), data, split, max_len or scorer.max_len,
-                           batch_size=batch_size, ks=ks)  # fmt: skip
+    return evaluate_scores(
+        lambda inputs, _: scorer(inputs), data, split, max_len or scorer.max_len, batch_size=batch_size, ks=ks
+    )
 
 
 def int8_accuracy(folder: str | Path, data: SequenceData, split: str = "test") -> dict[str, Any]:
@@ -465,6 +493,13 @@ def export_student(
     source |= {"arch": cfg.arch, "d_model": cfg.d_model}
     data = SequenceData.from_dataset(dataset) if eval_split else None
     return export_onnx(
-        model, out, item_ids=dataset.item_map, catalog=dataset.items, max_len=cfg.max_len,
-        eval_data=data, eval_split=eval_split or "test", source=source, overwrite=True,
-    )  # fmt: skip
+        model,
+        out,
+        item_ids=dataset.item_map,
+        catalog=dataset.items,
+        max_len=cfg.max_len,
+        eval_data=data,
+        eval_split=eval_split or "test",
+        source=source,
+        overwrite=True,
+    )

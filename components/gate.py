@@ -42,8 +42,12 @@ class GateDecision:
     rules: list[Rule] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reasons": self.reasons, "deltas": self.deltas,
-                "rules": [asdict(r) for r in self.rules]}  # fmt: skip
+        return {
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "deltas": self.deltas,
+            "rules": [asdict(r) for r in self.rules],
+        }
 
     def to_markdown(self) -> str:
         head = f"**Gate {'passed' if self.passed else 'FAILED'}**"
@@ -85,8 +89,14 @@ def decide(
         need = thresholds.min_ratio_to_teacher * teach
         deltas["vs_teacher"] = cand - teach
         ratio = cand / teach if teach else float("inf")
-        rules.append(Rule(name, cand >= need - EPS, f"{cand:.4f} is {ratio:.1%} of the teacher's {teach:.4f} "
-                                              f"(needs >= {thresholds.min_ratio_to_teacher:.0%})"))  # fmt: skip
+        rules.append(
+            Rule(
+                name,
+                cand >= need - EPS,
+                f"{cand:.4f} is {ratio:.1%} of the teacher's {teach:.4f} "
+                f"(needs >= {thresholds.min_ratio_to_teacher:.0%})",
+            )
+        )
 
     if thresholds.require_beats_baseline:
         name = "beats the no-KD baseline"
@@ -111,12 +121,22 @@ def decide(
     else:
         delta = cand - champ
         deltas["vs_champion"] = delta
-        rules.append(Rule("no regression vs champion", delta >= -thresholds.max_regression - EPS,
-                          f"{cand:.4f} vs champion {champ:.4f} ({delta:+.4f}; tolerance "
-                          f"{thresholds.max_regression:.4f})"))  # fmt: skip
+        rules.append(
+            Rule(
+                "no regression vs champion",
+                delta >= -thresholds.max_regression - EPS,
+                f"{cand:.4f} vs champion {champ:.4f} ({delta:+.4f}; tolerance "
+                f"{thresholds.max_regression:.4f})",
+            )
+        )
         if thresholds.min_improvement > 0:
-            rules.append(Rule("minimum improvement", delta >= thresholds.min_improvement - EPS,
-                              f"{delta:+.4f} vs champion (needs >= +{thresholds.min_improvement:.4f})"))  # fmt: skip
+            rules.append(
+                Rule(
+                    "minimum improvement",
+                    delta >= thresholds.min_improvement - EPS,
+                    f"{delta:+.4f} vs champion (needs >= +{thresholds.min_improvement:.4f})",
+                )
+            )
 
     for name, key, bound, scale, unit in (
         ("latency", "latency_p99_ms", thresholds.max_p99_latency_ms, 1.0, "ms (p99)"),

@@ -231,6 +231,15 @@ def linear_softmax_loss(
     elif kd_rows is not None and use_rank:  # ranking KD alone: the teacher's order, not its probabilities
         probs = hidden.new_zeros(kd_cols.shape)
     return _LinearSoftmaxLoss.apply(
-        hidden, weight, targets, kd_rows if probs is not None else None, kd_cols, probs,
-        float(w_hard), float(w_kd), float(temperature), rank_weights if use_rank else None, float(w_rank),
-    )  # fmt: skip
+        hidden,
+        weight,
+        targets,
+        kd_rows if probs is not None else None,
+        kd_cols,
+        probs,
+        float(w_hard),
+        float(w_kd),
+        float(temperature),
+        rank_weights if use_rank else None,
+        float(w_rank),
+    )

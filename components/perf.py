@@ -83,8 +83,13 @@ def _requests(data: SequenceData, max_len: int, n: int, seed: int = 0) -> list[t
     return [data.eval_batch(np.array([u]), "test", max_len, mask_history=False).inputs for u in users]
 
 
-def _latency(score: Callable[[torch.Tensor], torch.Tensor], requests: list[torch.Tensor], big: torch.Tensor,
-             repeats: int, warmup: int = 50) -> dict[str, float]:  # fmt: skip
+def _latency(
+    score: Callable[[torch.Tensor], torch.Tensor],
+    requests: list[torch.Tensor],
+    big: torch.Tensor,
+    repeats: int,
+    warmup: int = 50,
+) -> dict[str, float]:
     """Median over ``repeats`` passes of p50/p99 ms per request (top-10), and users/s at batch 256."""
     for x in requests[:warmup]:
         torch.topk(score(x), 10, dim=1)
@@ -101,8 +106,13 @@ def _latency(score: Callable[[torch.Tensor], torch.Tensor], requests: list[torch
         t0 = time.perf_counter()
         torch.topk(score(big), 10, dim=1)
         tput.append(len(big) / (time.perf_counter() - t0))
-    return {"latency_p50_ms": _median(p50s), "latency_p99_ms": _median(p99s),
-            "throughput_users_per_s": _median(tput), "requests": len(requests), "repeats": repeats}  # fmt: skip
+    return {
+        "latency_p50_ms": _median(p50s),
+        "latency_p99_ms": _median(p99s),
+        "throughput_users_per_s": _median(tput),
+        "requests": len(requests),
+        "repeats": repeats,
+    }
 
 
 def _serve_worker(
@@ -133,8 +143,19 @@ def _serve_worker(
     return out
 
 
-def serving(config: PipelineConfig, data: SequenceData, data_uri: str, teacher_ckpt: Path, student_ckpt: Path, student: torch.nn.Module,
-            workdir: Path, *, requests: int, repeats: int, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def serving(
+    config: PipelineConfig,
+    data: SequenceData,
+    data_uri: str,
+    teacher_ckpt: Path,
+    student_ckpt: Path,
+    student: torch.nn.Module,
+    workdir: Path,
+    *,
+    requests: int,
+    repeats: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     t_len, s_len = config.teacher.model.max_len, config.student.model.max_len
     rows["teacher (torch)"] = _in_subprocess(
@@ -149,8 +170,9 @@ def serving(config: PipelineConfig, data: SequenceData, data_uri: str, teacher_c
         dataset = load_dataset(data_uri)
         export = export_onnx(student, workdir / "onnx", item_ids=dataset.item_map, max_len=s_len)
         for kind in ("onnx", "onnx-int8"):
-            rows[f"student ({kind})"] = _in_subprocess(_serve_worker, kind, str(export.path), data_uri, s_len,
-                                                       requests, repeats)  # fmt: skip
+            rows[f"student ({kind})"] = _in_subprocess(
+                _serve_worker, kind, str(export.path), data_uri, s_len, requests, repeats
+            )
         rows["student (onnx)"]["parity_max_abs_diff"] = export.manifest.get("parity_max_abs_diff")
     except ImportError as exc:
         export = None
@@ -190,8 +212,9 @@ def _epoch(step: Callable[[Any], torch.Tensor], batches, params) -> float:
     return time.perf_counter() - t0
 
 
-def distill_cost(config: PipelineConfig, data: SequenceData, teacher: torch.nn.Module, cache_uri: str, *,
-                 repeats: int) -> dict[str, Any]:  # fmt: skip
+def distill_cost(
+    config: PipelineConfig, data: SequenceData, teacher: torch.nn.Module, cache_uri: str, *, repeats: int
+) -> dict[str, Any]:
     """Median epoch seconds of (a) no KD, (b) KD from the cache, (c) KD with the teacher online, and
     the median over repeats of the paired ratios b/a and b/c.
 
@@ -230,9 +253,17 @@ def distill_cost(config: PipelineConfig, data: SequenceData, teacher: torch.nn.M
                         logits, cols = torch.topk(teacher.scores(h_t), k, dim=1)  # (N, K)
                     h = student(b.inputs).hidden[b.mask]
                     rows = torch.arange(len(h))
-                    return linear_softmax_loss(h, student.output_weight(), b.targets[b.mask] - 1, w_hard=d_cfg.w_hard,
-                                               kd_rows=rows, kd_cols=cols, kd_logits=logits, w_kd=d_cfg.w_logits,
-                                               temperature=d_cfg.temperature)[0]  # fmt: skip
+                    return linear_softmax_loss(
+                        h,
+                        student.output_weight(),
+                        b.targets[b.mask] - 1,
+                        w_hard=d_cfg.w_hard,
+                        kd_rows=rows,
+                        kd_cols=cols,
+                        kd_logits=logits,
+                        w_kd=d_cfg.w_logits,
+                        temperature=d_cfg.temperature,
+                    )[0]
 
                 t = _epoch(online, data.iter_train_batches(bs, s_cfg.max_len, rng), student.parameters())
             times[mode].append(t)
@@ -279,12 +310,18 @@ def cache_io(cache_uri: str, workdir: Path, *, repeats: int) -> dict[str, Any]:
             raise RuntimeError(f"the reader returned {n:,} rows but {src} holds {rows:,}")
     w, r, p = _median(writes), _median(reads), _median(plain)
     return {
-        "rows": rows, "file_mb": round(file_mb, 2), "arrow_mb": round(table.nbytes / 1e6, 2), "row_groups": meta.num_row_groups,
-        "write_rows_per_s": rows / w, "write_mb_per_s": file_mb / w,
-        "read_rows_per_s": rows / r, "read_mb_per_s": file_mb / r,
-        "plain_read_rows_per_s": rows / p, "plain_read_mb_per_s": file_mb / p,
+        "rows": rows,
+        "file_mb": round(file_mb, 2),
+        "arrow_mb": round(table.nbytes / 1e6, 2),
+        "row_groups": meta.num_row_groups,
+        "write_rows_per_s": rows / w,
+        "write_mb_per_s": file_mb / w,
+        "read_rows_per_s": rows / r,
+        "read_mb_per_s": file_mb / r,
+        "plain_read_rows_per_s": rows / p,
+        "plain_read_mb_per_s": file_mb / p,
         "read_over_plain": r / p,
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------------- training speed
@@ -292,8 +329,14 @@ SAMPLED_NEGATIVES = 2048  # the sampled-softmax variant of the training-speed se
 SAMPLING = "mixed"  # its negatives: half uniform, half by popularity, logQ-corrected
 
 
-def _teacher_epochs(config: PipelineConfig, data: SequenceData, m_cfg: ModelConfig, sampled: int | None,
-                    repeats: int, sampling: str = "uniform") -> dict[str, Any]:  # fmt: skip
+def _teacher_epochs(
+    config: PipelineConfig,
+    data: SequenceData,
+    m_cfg: ModelConfig,
+    sampled: int | None,
+    repeats: int,
+    sampling: str = "uniform",
+) -> dict[str, Any]:
     torch.manual_seed(0)
     model = build_model(m_cfg, data.n_items)
     loss_fn = hard_label_loss(
@@ -314,15 +357,30 @@ def _teacher_epochs(config: PipelineConfig, data: SequenceData, m_cfg: ModelConf
         t0 = time.perf_counter()
         evaluate_model(model, data, "valid", m_cfg.max_len)
         eval_s.append(time.perf_counter() - t0)
-    return {"sampled_negatives": sampled, **({"sampling": sampling} if sampled else {}), "params": count_parameters(model), "train_epoch_s": _median(train_s),
-            "valid_eval_s": _median(eval_s), "epoch_with_eval_s": _median(train_s) + _median(eval_s), "runs": train_s}  # fmt: skip
+    return {
+        "sampled_negatives": sampled,
+        **({"sampling": sampling} if sampled else {}),
+        "params": count_parameters(model),
+        "train_epoch_s": _median(train_s),
+        "valid_eval_s": _median(eval_s),
+        "epoch_with_eval_s": _median(train_s) + _median(eval_s),
+        "runs": train_s,
+    }
 
 
 CONVERGE_SEEDS = 2  # seeds per loss when both are trained to their best checkpoint
 
 
-def _converge(config: PipelineConfig, data: SequenceData, digest: str, m_cfg: ModelConfig, sampled: int | None,
-              log: Callable[[str], None], sampling: str = "uniform", seeds: int = CONVERGE_SEEDS) -> dict[str, Any]:  # fmt: skip
+def _converge(
+    config: PipelineConfig,
+    data: SequenceData,
+    digest: str,
+    m_cfg: ModelConfig,
+    sampled: int | None,
+    log: Callable[[str], None],
+    sampling: str = "uniform",
+    seeds: int = CONVERGE_SEEDS,
+) -> dict[str, Any]:
     """Train the teacher to its best checkpoint for ``seeds`` seeds (the profile's schedule and early
     stopping; reused when stored) and report how long that took and how good it is on validation
     (per seed, and the mean over seeds)."""
@@ -332,20 +390,31 @@ def _converge(config: PipelineConfig, data: SequenceData, digest: str, m_cfg: Mo
     for seed in range(config.runtime.seed, config.runtime.seed + seeds):
         _, run = train_teacher(config.model_copy(update={"teacher": teacher}), data, digest, seed, log=log)
         r = run.members[0]
-        runs.append({
-            "seed": seed,
-            "epochs": len(r.history),
-            "best_epoch": r.best_epoch,
-            "valid_NDCG@10": r.best_valid["NDCG@10"],
-            "seconds_to_best": sum(h["seconds"] for h in r.history[: r.best_epoch]),
-            "seconds_total": sum(h["seconds"] for h in r.history),
-        })  # fmt: skip
+        runs.append(
+            {
+                "seed": seed,
+                "epochs": len(r.history),
+                "best_epoch": r.best_epoch,
+                "valid_NDCG@10": r.best_valid["NDCG@10"],
+                "seconds_to_best": sum(h["seconds"] for h in r.history[: r.best_epoch]),
+                "seconds_total": sum(h["seconds"] for h in r.history),
+            }
+        )
     return {"runs": runs, **{k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k != "seed"}}
 
 
-def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, repeats: int, converge: bool,
-                   log: Callable[[str], None], sampled_negatives: int = SAMPLED_NEGATIVES,
-                   sampling: str = SAMPLING, converge_seeds: int = CONVERGE_SEEDS) -> dict[str, Any]:  # fmt: skip
+def training_speed(
+    config: PipelineConfig,
+    data: SequenceData,
+    digest: str,
+    *,
+    repeats: int,
+    converge: bool,
+    log: Callable[[str], None],
+    sampled_negatives: int = SAMPLED_NEGATIVES,
+    sampling: str = SAMPLING,
+    converge_seeds: int = CONVERGE_SEEDS,
+) -> dict[str, Any]:
     """Teacher epoch time at d=64, 2 layers, max length 50 (the issue's reference size), with the
     full-catalogue softmax and with a sampled softmax (``sampled_negatives`` shared negatives drawn by ``sampling``,
     ``train.sampled_negatives``); with ``converge`` both are trained to their best checkpoint
@@ -354,8 +423,11 @@ def training_speed(config: PipelineConfig, data: SequenceData, digest: str, *, r
     m_cfg = config.teacher.model.model_copy(
         update={"d_model": 64, "n_layers": 2, "n_heads": 2, "max_len": 50}
     )
-    out: dict[str, Any] = {"model": m_cfg.model_dump(), **_teacher_epochs(config, data, m_cfg, None, repeats),
-                           "output_layer": output_layer_floor(data, m_cfg.d_model, m_cfg.max_len, repeats=repeats)}  # fmt: skip
+    out: dict[str, Any] = {
+        "model": m_cfg.model_dump(),
+        **_teacher_epochs(config, data, m_cfg, None, repeats),
+        "output_layer": output_layer_floor(data, m_cfg.d_model, m_cfg.max_len, repeats=repeats),
+    }
     out["sampled"] = _teacher_epochs(config, data, m_cfg, sampled_negatives, repeats, sampling)
     if converge:
         out["converged"] = _converge(config, data, digest, m_cfg, None, log, seeds=converge_seeds)
@@ -401,8 +473,14 @@ def output_layer_floor(data: SequenceData, dim: int, max_len: int, *, repeats: i
     flops = 6.0 * n * data.n_items * dim
     peak = gemm_gflops()
     seconds = _median(times)
-    return {"positions": n, "items": data.n_items, "seconds": seconds, "gflops": flops / seconds / 1e9,
-            "gemm_peak_gflops": peak, "floor_s": flops / peak / 1e9}  # fmt: skip
+    return {
+        "positions": n,
+        "items": data.n_items,
+        "seconds": seconds,
+        "gflops": flops / seconds / 1e9,
+        "gemm_peak_gflops": peak,
+        "floor_s": flops / peak / 1e9,
+    }
 
 
 # ------------------------------------------------------------------------------------------- scale
@@ -414,8 +492,12 @@ def _scale_worker(
     t0 = time.perf_counter()
     if stage in ("ingest", "ingest+validate"):
         prepared = prepare_dataset(config.data, root, validate=stage == "ingest+validate")
-        return {"seconds": time.perf_counter() - t0, "interactions": prepared.manifest["counts"]["interactions"],
-                "dataset": prepared.handle.uri, "digest": prepared.handle.sha256}  # fmt: skip
+        return {
+            "seconds": time.perf_counter() - t0,
+            "interactions": prepared.manifest["counts"]["interactions"],
+            "dataset": prepared.handle.uri,
+            "digest": prepared.handle.sha256,
+        }
     # the dataset the ingest stage wrote, read from disk (regenerating it would measure the generator)
     uri, digest = dataset
     data = SequenceData.from_path(uri)
@@ -425,17 +507,30 @@ def _scale_worker(
     ).eval()  # untrained: cost does not depend on weights
     if stage == "cache":
         t0 = time.perf_counter()
-        handle, manifest, _ = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58,
-                                                dataset_digest=digest,
-                                                max_len=config.teacher.model.max_len, top_k=config.distill.top_k)  # fmt: skip
+        handle, manifest, _ = build_soft_labels(
+            teacher,
+            data,
+            root,
+            teacher_digest="scale-" + "0" * 58,
+            dataset_digest=digest,
+            max_len=config.teacher.model.max_len,
+            top_k=config.distill.top_k,
+        )
         return {
             "seconds": time.perf_counter() - t0,
             "rows": manifest["rows"],
             "cache_mb": manifest["files"][DATA_FILE]["bytes"] / 1e6,
         }
     # one distillation epoch from the cache built by the "cache" stage
-    cache = build_soft_labels(teacher, data, root, teacher_digest="scale-" + "0" * 58, dataset_digest=digest,
-                              max_len=config.teacher.model.max_len, top_k=config.distill.top_k)[0]  # fmt: skip
+    cache = build_soft_labels(
+        teacher,
+        data,
+        root,
+        teacher_digest="scale-" + "0" * 58,
+        dataset_digest=digest,
+        max_len=config.teacher.model.max_len,
+        top_k=config.distill.top_k,
+    )[0]
     base = _peak_rss_mb()
     t0 = time.perf_counter()
     s_cfg, d_cfg = config.student.model, config.distill
@@ -523,10 +618,28 @@ def run_perf_benchmark(
             t0 = time.perf_counter()
             log(f"bench: {name}")
             if name == "serving":
-                student, s_result = train_student(config, data, digest, config.student.model, cache, seed, log=log,
-                                                  name=f"student-{config.student.model.arch}-kd")  # fmt: skip
-                sec = serving(config, data, prepared.handle.uri, t_result.checkpoint, s_result.checkpoint, student,
-                              workdir, requests=requests, repeats=repeats, log=log)  # fmt: skip
+                student, s_result = train_student(
+                    config,
+                    data,
+                    digest,
+                    config.student.model,
+                    cache,
+                    seed,
+                    log=log,
+                    name=f"student-{config.student.model.arch}-kd",
+                )
+                sec = serving(
+                    config,
+                    data,
+                    prepared.handle.uri,
+                    t_result.checkpoint,
+                    s_result.checkpoint,
+                    student,
+                    workdir,
+                    requests=requests,
+                    repeats=repeats,
+                    log=log,
+                )
             elif name == "distill_cost":
                 sec = distill_cost(config, data, teacher, cache.uri, repeats=repeats)
             elif name == "cache_io":
@@ -542,8 +655,13 @@ def run_perf_benchmark(
             result["timings_s"][name] = round(time.perf_counter() - t0, 1)
     result["targets"] = _targets(result["sections"])
     result["timings_s"]["total"] = round(time.perf_counter() - t_start, 1)
-    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_name(),
-                         "cores": mp.cpu_count(), "threads": config.runtime.threads}  # fmt: skip
+    result["machine"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": _cpu_name(),
+        "cores": mp.cpu_count(),
+        "threads": config.runtime.threads,
+    }
     write_json_atomic(out_dir / "report.json", result)
     (out_dir / "report.md").write_text(render_perf(result))
     return result
@@ -568,10 +686,20 @@ def _targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 out.append({"check": f"{engine} p99 <= 0.1 x teacher p99", "value": v, "passed": v <= 0.1})
     if "distill_cost" in sections:
         d = sections["distill_cost"]
-        out.append({"check": "KD from cache / no KD epoch <= 1.25", "value": d["kd_cache_over_no_kd"],
-                    "passed": d["kd_cache_over_no_kd"] <= 1.25})  # fmt: skip
-        out.append({"check": "KD from cache / online teacher epoch <= 0.5", "value": d["kd_cache_over_online"],
-                    "passed": d["kd_cache_over_online"] <= 0.5})  # fmt: skip
+        out.append(
+            {
+                "check": "KD from cache / no KD epoch <= 1.25",
+                "value": d["kd_cache_over_no_kd"],
+                "passed": d["kd_cache_over_no_kd"] <= 1.25,
+            }
+        )
+        out.append(
+            {
+                "check": "KD from cache / online teacher epoch <= 0.5",
+                "value": d["kd_cache_over_online"],
+                "passed": d["kd_cache_over_online"] <= 0.5,
+            }
+        )
     if "scale" in sections and "distill_rss_growth_per_10x" in sections["scale"]:
         v = sections["scale"]["distill_rss_growth_per_10x"]
         out.append(
@@ -583,57 +711,96 @@ def _targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"check": "teacher epoch (d=64, 2 layers) <= 10 s", "value": v, "passed": v <= 10.0})
         if "sampled" in t:
             v = t["sampled"]["train_epoch_s"]
-            out.append({"check": f"teacher epoch, sampled softmax (S={t['sampled']['sampled_negatives']}) <= 10 s",
-                        "value": v, "passed": v <= 10.0})  # fmt: skip
+            out.append(
+                {
+                    "check": f"teacher epoch, sampled softmax (S={t['sampled']['sampled_negatives']}) <= 10 s",
+                    "value": v,
+                    "passed": v <= 10.0,
+                }
+            )
         if "valid_ratio_to_full" in t.get("sampled", {}):
             v = t["sampled"]["valid_ratio_to_full"]
             n = len(t["sampled"]["converged"]["runs"])
-            out.append({"check": f"sampled-softmax teacher valid NDCG@10 >= 0.98 x full softmax (mean of {n} seeds)",
-                        "value": v, "passed": v >= 0.98})  # fmt: skip
+            out.append(
+                {
+                    "check": f"sampled-softmax teacher valid NDCG@10 >= 0.98 x full softmax (mean of {n} seeds)",
+                    "value": v,
+                    "passed": v >= 0.98,
+                }
+            )
     return out
 
 
 def render_perf(result: dict[str, Any]) -> str:
     m, s = result["machine"], result["sections"]
-    lines = [f"# Performance benchmark ({'full' if result['full'] else 'quick'})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, training threads {m['threads']}; "
-             f"every figure is the median of {result['repeats']} runs; total {result['timings_s']['total'] / 60:.1f} min.", ""]  # fmt: skip
+    lines = [
+        f"# Performance benchmark ({'full' if result['full'] else 'quick'})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, training threads {m['threads']}; "
+        f"every figure is the median of {result['repeats']} runs; total {result['timings_s']['total'] / 60:.1f} min.",
+        "",
+    ]
     if "serving" in s:
-        lines += ["## Serving (batch 1, 1 thread, full-catalogue top-10)", "",
-                  "| engine | p50 ms | p99 ms | p99 / teacher | users/s @256 | size MB | peak RSS MB |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Serving (batch 1, 1 thread, full-catalogue top-10)",
+            "",
+            "| engine | p50 ms | p99 ms | p99 / teacher | users/s @256 | size MB | peak RSS MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, r in s["serving"]["rows"].items():
-            lines.append(f"| {name} | {r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} | {r['p99_ratio_to_teacher']:.3f} | "
-                         f"{r['throughput_users_per_s']:,.0f} | {r['size_mb']:.2f} | {r['peak_rss_mb']:.0f} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} | {r['p99_ratio_to_teacher']:.3f} | "
+                f"{r['throughput_users_per_s']:,.0f} | {r['size_mb']:.2f} | {r['peak_rss_mb']:.0f} |"
+            )
         if "onnx_accuracy" in s["serving"]:
             a = s["serving"]["onnx_accuracy"]
-            lines += ["", f"Test NDCG@10: torch {a['torch']:.4f}, ONNX {a['onnx']:.4f}, ONNX int8 {a['onnx-int8']:.4f} "
-                          f"(int8 delta {a['int8_delta']:+.4f})."]  # fmt: skip
+            lines += [
+                "",
+                f"Test NDCG@10: torch {a['torch']:.4f}, ONNX {a['onnx']:.4f}, ONNX int8 {a['onnx-int8']:.4f} "
+                f"(int8 delta {a['int8_delta']:+.4f}).",
+            ]
         lines.append("")
     if "distill_cost" in s:
         d = s["distill_cost"]
         e = d["epoch_seconds"]
-        lines += ["## Distillation cost (one student epoch)", "",
-                  "| no KD s | KD from cache s | KD, teacher online s | cache / no KD | cache / online |", "|---|---|---|---|---|",
-                  f"| {e['no_kd']:.1f} | {e['kd_cache']:.1f} | {e['kd_online']:.1f} | {d['kd_cache_over_no_kd']:.2f} | "
-                  f"{d['kd_cache_over_online']:.2f} |", "",
-                  "Epoch seconds are medians; the ratios are medians of the ratios within each repeat (the three "
-                  "epochs of a repeat run back to back under the same machine load).", ""]  # fmt: skip
+        lines += [
+            "## Distillation cost (one student epoch)",
+            "",
+            "| no KD s | KD from cache s | KD, teacher online s | cache / no KD | cache / online |",
+            "|---|---|---|---|---|",
+            f"| {e['no_kd']:.1f} | {e['kd_cache']:.1f} | {e['kd_online']:.1f} | {d['kd_cache_over_no_kd']:.2f} | "
+            f"{d['kd_cache_over_online']:.2f} |",
+            "",
+            "Epoch seconds are medians; the ratios are medians of the ratios within each repeat (the three "
+            "epochs of a repeat run back to back under the same machine load).",
+            "",
+        ]
     if "cache_io" in s:
         c = s["cache_io"]
-        lines += [f"## Soft-label cache I/O ({c['rows']:,} rows, {c['file_mb']} MB on disk, {c['arrow_mb']} MB in Arrow)", "",
-                  "| operation | rows/s | MB/s (on disk) |", "|---|---|---|",
-                  f"| write (zstd) | {c['write_rows_per_s']:,.0f} | {c['write_mb_per_s']:.1f} |",
-                  f"| read (SoftLabelReader, to numpy) | {c['read_rows_per_s']:,.0f} | {c['read_mb_per_s']:.1f} |",
-                  f"| plain pyarrow read_table | {c['plain_read_rows_per_s']:,.0f} | {c['plain_read_mb_per_s']:.1f} |", ""]  # fmt: skip
+        lines += [
+            f"## Soft-label cache I/O ({c['rows']:,} rows, {c['file_mb']} MB on disk, {c['arrow_mb']} MB in Arrow)",
+            "",
+            "| operation | rows/s | MB/s (on disk) |",
+            "|---|---|---|",
+            f"| write (zstd) | {c['write_rows_per_s']:,.0f} | {c['write_mb_per_s']:.1f} |",
+            f"| read (SoftLabelReader, to numpy) | {c['read_rows_per_s']:,.0f} | {c['read_mb_per_s']:.1f} |",
+            f"| plain pyarrow read_table | {c['plain_read_rows_per_s']:,.0f} | {c['plain_read_mb_per_s']:.1f} |",
+            "",
+        ]
     if "training_speed" in s:
         t = s["training_speed"]
-        lines += ["## Training speed (teacher d=64, 2 layers, max length 50)", "",
-                  f"Train epoch {t['train_epoch_s']:.1f} s (full-catalogue softmax), validation {t['valid_eval_s']:.1f} s."]  # fmt: skip
+        lines += [
+            "## Training speed (teacher d=64, 2 layers, max length 50)",
+            "",
+            f"Train epoch {t['train_epoch_s']:.1f} s (full-catalogue softmax), validation {t['valid_eval_s']:.1f} s.",
+        ]
         if "output_layer" in t:
             o = t["output_layer"]
-            lines.append(f"Of the epoch, the full-catalogue cross-entropy alone ({o['positions']:,} positions x {o['items']:,} items, "
-                         f"three products) takes {o['seconds']:.1f} s at {o['gflops']:.0f} GFLOPS; this CPU's square-GEMM rate is "
-                         f"{o['gemm_peak_gflops']:.0f} GFLOPS, so those products need at least {o['floor_s']:.1f} s.")  # fmt: skip
+            lines.append(
+                f"Of the epoch, the full-catalogue cross-entropy alone ({o['positions']:,} positions x {o['items']:,} items, "
+                f"three products) takes {o['seconds']:.1f} s at {o['gflops']:.0f} GFLOPS; this CPU's square-GEMM rate is "
+                f"{o['gemm_peak_gflops']:.0f} GFLOPS, so those products need at least {o['floor_s']:.1f} s."
+            )
         if "sampled" in t:
             sm = t["sampled"]
             lines += [
@@ -646,29 +813,44 @@ def render_perf(result: dict[str, Any]) -> str:
                 (f"sampled softmax, {sm['sampled_negatives']} {sm.get('sampling', 'uniform')} negatives", sm),
             ):
                 c = v.get("converged")
-                conv = (" | ".join((", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in c["runs"]),
-                                    ", ".join(f"{r['valid_NDCG@10']:.4f}" for r in c["runs"]) + f" (mean {c['valid_NDCG@10']:.4f})",
-                                    ", ".join(f"{r['seconds_to_best'] / 60:.1f}" for r in c["runs"])))
-                        if c else "not run (--full) | | ")  # fmt: skip
+                conv = (
+                    " | ".join(
+                        (
+                            ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in c["runs"]),
+                            ", ".join(f"{r['valid_NDCG@10']:.4f}" for r in c["runs"])
+                            + f" (mean {c['valid_NDCG@10']:.4f})",
+                            ", ".join(f"{r['seconds_to_best'] / 60:.1f}" for r in c["runs"]),
+                        )
+                    )
+                    if c
+                    else "not run (--full) | | "
+                )
                 lines.append(f"| {name} | {v['train_epoch_s']:.1f} | {v['valid_eval_s']:.1f} | {conv} |")
         lines.append("")
     if "scale" in s:
         sc = s["scale"]
-        lines += ["## Scale (synthetic shop, 5,000 items; one process per stage)", "",
-                  "| interactions | ingest s | + validation s | caching s | distill epoch s | peak RSS MB (ingest / +val / cache / distill) | distill: RSS before the epoch / added by it MB |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Scale (synthetic shop, 5,000 items; one process per stage)",
+            "",
+            "| interactions | ingest s | + validation s | caching s | distill epoch s | peak RSS MB (ingest / +val / cache / distill) | distill: RSS before the epoch / added by it MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in sc["rows"]:
             de = r["distill_epoch"]
             before = de.get("rss_before_epoch_mb")
             split = f"{before:.0f} / {de['peak_rss_mb'] - before:.0f}" if before is not None else ""
-            lines.append(f"| {r['interactions']:,} | {r['ingest']['seconds']:.1f} | {r['ingest+validate']['seconds']:.1f} | "
-                         f"{r['cache']['seconds']:.1f} | {de['seconds']:.1f} | "
-                         f"{r['ingest']['peak_rss_mb']:.0f} / {r['ingest+validate']['peak_rss_mb']:.0f} / "
-                         f"{r['cache']['peak_rss_mb']:.0f} / {de['peak_rss_mb']:.0f} | {split} |")  # fmt: skip
+            lines.append(
+                f"| {r['interactions']:,} | {r['ingest']['seconds']:.1f} | {r['ingest+validate']['seconds']:.1f} | "
+                f"{r['cache']['seconds']:.1f} | {de['seconds']:.1f} | "
+                f"{r['ingest']['peak_rss_mb']:.0f} / {r['ingest+validate']['peak_rss_mb']:.0f} / "
+                f"{r['cache']['peak_rss_mb']:.0f} / {de['peak_rss_mb']:.0f} | {split} |"
+            )
         if "interaction_growth" in sc:
-            lines.append(f"\nInteractions x{sc['interaction_growth']:.1f}: time x{sc['ingest_time_growth']:.1f} ingest, "
-                         f"x{sc['cache_time_growth']:.1f} caching, x{sc['distill_epoch_time_growth']:.1f} distillation; "
-                         f"distillation peak RSS x{sc['distill_rss_growth']:.2f}.")  # fmt: skip
+            lines.append(
+                f"\nInteractions x{sc['interaction_growth']:.1f}: time x{sc['ingest_time_growth']:.1f} ingest, "
+                f"x{sc['cache_time_growth']:.1f} caching, x{sc['distill_epoch_time_growth']:.1f} distillation; "
+                f"distillation peak RSS x{sc['distill_rss_growth']:.2f}."
+            )
         lines.append("")
     lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in result["targets"]:

@@ -39,8 +39,13 @@ def _targets(rows: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> l
     out.append({"check": "teacher NDCG@10 >= 0.045", "value": teacher, "passed": teacher >= 0.045})
     alone = [name for name in rows if name.endswith("-nokd")]
     best_alone = max((rows[n]["NDCG@10"] for n in alone), default=0.0)
-    out.append({"check": "teacher above every student trained alone", "value": teacher - best_alone,
-                "passed": teacher > best_alone})  # fmt: skip
+    out.append(
+        {
+            "check": "teacher above every student trained alone",
+            "value": teacher - best_alone,
+            "passed": teacher > best_alone,
+        }
+    )
     for kd, nokd in pairs:
         gain = rows[kd]["NDCG@10"] / max(rows[nokd]["NDCG@10"], 1e-12)
         out.append({"check": f"{kd} above {nokd}", "value": gain, "passed": gain > 1.0})
@@ -74,14 +79,29 @@ def train_teacher(
     log: Callable[[str], None] = print,
 ) -> tuple[torch.nn.Module, TeacherRun]:
     """Train (or reuse, or resume) the configured teacher (see :func:`train_teacher_models`)."""
-    return train_teacher_models(config.teacher, data, dataset_digest, config.runtime.root, config.data.name, seed,
-                                threads=config.runtime.threads, log=log)  # fmt: skip
+    return train_teacher_models(
+        config.teacher,
+        data,
+        dataset_digest,
+        config.runtime.root,
+        config.data.name,
+        seed,
+        threads=config.runtime.threads,
+        log=log,
+    )
 
 
 def train_teacher_models(
-    t_cfg: TeacherConfig, data: SequenceData, dataset_digest: str, root: Path, data_name: str, seed: int, *,
-    threads: int = 1, log: Callable[[str], None] = print,
-) -> tuple[torch.nn.Module, TeacherRun]:  # fmt: skip
+    t_cfg: TeacherConfig,
+    data: SequenceData,
+    dataset_digest: str,
+    root: Path,
+    data_name: str,
+    seed: int,
+    *,
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+) -> tuple[torch.nn.Module, TeacherRun]:
     """Train (or reuse, or resume) the teacher; stored by dataset digest, teacher config and seed.
 
     With ``ensemble = n`` the members are the single teachers of seeds ``seed .. seed+n-1`` (so a
@@ -96,8 +116,20 @@ def train_teacher_models(
         torch.manual_seed(member_seed)
         model = build_model(t_cfg.model, data.n_items)
         name = "teacher" if t_cfg.ensemble == 1 else f"teacher-{member_seed - seed + 1}of{t_cfg.ensemble}"
-        results.append(fit(model, data, t_cfg.model, t_cfg.train, out, seed=member_seed, threads=threads,
-                           fingerprint=key, log=log, name=name))  # fmt: skip
+        results.append(
+            fit(
+                model,
+                data,
+                t_cfg.model,
+                t_cfg.train,
+                out,
+                seed=member_seed,
+                threads=threads,
+                fingerprint=key,
+                log=log,
+                name=name,
+            )
+        )
     if t_cfg.ensemble == 1:
         run = TeacherRun(results[0].checkpoint, results[0].checkpoint_sha256, results)
     else:
@@ -109,23 +141,42 @@ def train_teacher_models(
 
 
 def cache_soft_labels(
-    config: PipelineConfig, data: SequenceData, dataset_digest: str, teacher: torch.nn.Module,
-    t_result: TeacherRun, *, top_k: int | None = None, cache_hidden: bool | None = None,
-) -> tuple[Handle, dict[str, Any], bool]:  # fmt: skip
+    config: PipelineConfig,
+    data: SequenceData,
+    dataset_digest: str,
+    teacher: torch.nn.Module,
+    t_result: TeacherRun,
+    *,
+    top_k: int | None = None,
+    cache_hidden: bool | None = None,
+) -> tuple[Handle, dict[str, Any], bool]:
     """The teacher's soft labels for every training position (reused when digests match)."""
     d_cfg = config.distill
     return build_soft_labels(
-        teacher, data, config.runtime.root, teacher_digest=t_result.checkpoint_sha256,
-        dataset_digest=dataset_digest, max_len=config.teacher.model.max_len, top_k=top_k or d_cfg.top_k,
-        logits_dtype=d_cfg.logits_dtype, cache_hidden=d_cfg.cache_hidden if cache_hidden is None else cache_hidden,
-    )  # fmt: skip
+        teacher,
+        data,
+        config.runtime.root,
+        teacher_digest=t_result.checkpoint_sha256,
+        dataset_digest=dataset_digest,
+        max_len=config.teacher.model.max_len,
+        top_k=top_k or d_cfg.top_k,
+        logits_dtype=d_cfg.logits_dtype,
+        cache_hidden=d_cfg.cache_hidden if cache_hidden is None else cache_hidden,
+    )
 
 
 def train_student(
-    config: PipelineConfig, data: SequenceData, dataset_digest: str, model_cfg: ModelConfig,
-    cache: Handle | None, seed: int, *, distill: DistillConfig | None = None,
-    log: Callable[[str], None] = print, name: str = "student",
-) -> tuple[torch.nn.Module, TrainResult]:  # fmt: skip
+    config: PipelineConfig,
+    data: SequenceData,
+    dataset_digest: str,
+    model_cfg: ModelConfig,
+    cache: Handle | None,
+    seed: int,
+    *,
+    distill: DistillConfig | None = None,
+    log: Callable[[str], None] = print,
+    name: str = "student",
+) -> tuple[torch.nn.Module, TrainResult]:
     """A student with KD from ``cache``, or the no-KD baseline when ``cache`` is None.
 
     Stored by what determines it: the no-KD baseline by dataset, student and seed (so it is shared by
@@ -134,14 +185,37 @@ def train_student(
     d_cfg = distill or config.distill
     train_cfg = config.student.train
     if cache is None:
-        key = sha256_json({"data": dataset_digest, "student": model_cfg.model_dump(), "train": train_cfg.model_dump(),
-                           "seed": seed})[:12]  # fmt: skip
+        key = sha256_json(
+            {
+                "data": dataset_digest,
+                "student": model_cfg.model_dump(),
+                "train": train_cfg.model_dump(),
+                "seed": seed,
+            }
+        )[:12]
     else:
-        key = sha256_json({"cache": cache.sha256, "student": model_cfg.model_dump(), "train": train_cfg.model_dump(),
-                           "distill": d_cfg.model_dump(), "seed": seed})[:12]  # fmt: skip
+        key = sha256_json(
+            {
+                "cache": cache.sha256,
+                "student": model_cfg.model_dump(),
+                "train": train_cfg.model_dump(),
+                "distill": d_cfg.model_dump(),
+                "seed": seed,
+            }
+        )[:12]
     out = config.runtime.root / "students" / key / "student"  # not by display name: shared by bench and study
-    return distill_student(data, model_cfg, train_cfg, d_cfg, out, cache_path=cache.uri if cache else None,
-                           seed=seed, threads=config.runtime.threads, log=log, name=name)  # fmt: skip
+    return distill_student(
+        data,
+        model_cfg,
+        train_cfg,
+        d_cfg,
+        out,
+        cache_path=cache.uri if cache else None,
+        seed=seed,
+        threads=config.runtime.threads,
+        log=log,
+        name=name,
+    )
 
 
 def run_quality_benchmark(
@@ -186,8 +260,9 @@ def run_quality_benchmark(
         for kd in (False, True):
             name = f"student-{arch}-{'kd' if kd else 'nokd'}"
             t0 = time.perf_counter()
-            student, result = train_student(config, data, prepared.handle.sha256, s_model,
-                                            cache if kd else None, seed, log=log, name=name)  # fmt: skip
+            student, result = train_student(
+                config, data, prepared.handle.sha256, s_model, cache if kd else None, seed, log=log, name=name
+            )
             timings[name] = time.perf_counter() - t0
             models[name] = (student, s_model.max_len)
             histories[name] = result.history
@@ -221,7 +296,7 @@ def run_quality_benchmark(
             "digest": prepared.handle.sha256,
             "users": data.n_users,
             "items": data.n_items,
-        },  # fmt: skip
+        },
         "split": "test",
         "rows": report.rows,
         "targets": _targets(report.rows, pairs),
@@ -232,7 +307,7 @@ def run_quality_benchmark(
             "torch": torch.__version__,
             "threads": threads,
             "cpu": platform.processor() or platform.machine(),
-        },  # fmt: skip
+        },
         "artifacts": {"teacher": str(t_result.checkpoint), "soft_labels": cache.uri},
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,13 @@ def comparison_bars(rows: Mapping[str, Mapping[str, Any]], path: str | Path, met
     fig, ax = plt.subplots(figsize=(7, 4))
     bars = ax.bar(names, [rows[n][metric] for n in names], color=["#555"] + ["#2a7"] * (len(names) - 1))
     for bar, name in zip(bars, names, strict=True):
-        ax.annotate(f"{rows[name]['params'] / 1e3:,.0f}k params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"{rows[name]['params'] / 1e3:,.0f}k params",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylabel(f"test {metric}")
     ax.tick_params(axis="x", labelrotation=15)
     fig.tight_layout()

@@ -59,9 +59,15 @@ class SequenceData:
     def from_dataset(cls, ds: Dataset) -> SequenceData:
         inter = ds.interactions
         split = inter["split"].to_numpy(dtype=object)
-        return cls.from_arrays(inter["user_id"].to_numpy(np.int64), inter["item_id"].to_numpy(np.int64),
-                               split == "train", split == "valid", split == "test",
-                               len(ds.user_map), len(ds.item_map))  # fmt: skip
+        return cls.from_arrays(
+            inter["user_id"].to_numpy(np.int64),
+            inter["item_id"].to_numpy(np.int64),
+            split == "train",
+            split == "valid",
+            split == "test",
+            len(ds.user_map),
+            len(ds.item_map),
+        )
 
     @classmethod
     def from_path(cls, path: str | Path) -> SequenceData:
@@ -77,15 +83,27 @@ class SequenceData:
         def is_(name: str) -> np.ndarray:
             return pc.fill_null(pc.equal(split, name), False).to_numpy(zero_copy_only=False)
 
-        return cls.from_arrays(inter.column("user_id").to_numpy().astype(np.int64, copy=False),
-                               inter.column("item_id").to_numpy().astype(np.int64, copy=False),
-                               is_("train"), is_("valid"), is_("test"),
-                               pq.ParquetFile(path / "user_map.parquet").metadata.num_rows,
-                               pq.ParquetFile(path / "item_map.parquet").metadata.num_rows)  # fmt: skip
+        return cls.from_arrays(
+            inter.column("user_id").to_numpy().astype(np.int64, copy=False),
+            inter.column("item_id").to_numpy().astype(np.int64, copy=False),
+            is_("train"),
+            is_("valid"),
+            is_("test"),
+            pq.ParquetFile(path / "user_map.parquet").metadata.num_rows,
+            pq.ParquetFile(path / "item_map.parquet").metadata.num_rows,
+        )
 
     @classmethod
-    def from_arrays(cls, users: np.ndarray, items: np.ndarray, is_train: np.ndarray, is_valid: np.ndarray,
-                    is_test: np.ndarray, n_users: int, n_items: int) -> SequenceData:  # fmt: skip
+    def from_arrays(
+        cls,
+        users: np.ndarray,
+        items: np.ndarray,
+        is_train: np.ndarray,
+        is_valid: np.ndarray,
+        is_test: np.ndarray,
+        n_users: int,
+        n_items: int,
+    ) -> SequenceData:
         """From the interactions in dataset order (sorted by user, then time)."""
         counts = np.bincount(users, minlength=n_users)
         offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -195,9 +213,12 @@ BUCKET_WINDOW = 50  # batches sorted by length together before the batch order i
 
 
 def length_bucketed(
-    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
+    users: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator | None,
     window: int = BUCKET_WINDOW,
-) -> list[np.ndarray]:  # fmt: skip
+) -> list[np.ndarray]:
     """Split ``users`` into batches of similar length: shuffle, sort by length inside windows of
     ``window`` batches, cut, then shuffle the batch order. Without ``rng`` the order is deterministic."""
     order = rng.permutation(len(users)) if rng is not None else np.arange(len(users))

@@ -76,8 +76,14 @@ def recommend_for_user(
 
     def describe(ids: np.ndarray) -> pd.DataFrame:
         meta = items.reindex(ids)
-        return pd.DataFrame({"item": raw.reindex(ids).to_numpy(), "title": meta["title"].to_numpy(),
-                             "brand": meta["brand"].to_numpy(), "category": meta["category"].to_numpy()})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "item": raw.reindex(ids).to_numpy(),
+                "title": meta["title"].to_numpy(),
+                "brand": meta["brand"].to_numpy(),
+                "category": meta["category"].to_numpy(),
+            }
+        )
 
     recs = describe(top.indices.numpy() + 1)
     recs.insert(0, "rank", np.arange(1, len(recs) + 1))

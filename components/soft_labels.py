@@ -274,9 +274,13 @@ class SoftLabelReader:
             yield self.read_block(int(i))
 
     def iter_user_batches(
-        self, batch_size: int, lengths: np.ndarray, rng: np.random.Generator | None = None,
-        window_batches: int = BUCKET_WINDOW, window_rows: int = WINDOW_ROWS,
-    ) -> Iterator[tuple[np.ndarray, SoftLabelBlock]]:  # fmt: skip
+        self,
+        batch_size: int,
+        lengths: np.ndarray,
+        rng: np.random.Generator | None = None,
+        window_batches: int = BUCKET_WINDOW,
+        window_rows: int = WINDOW_ROWS,
+    ) -> Iterator[tuple[np.ndarray, SoftLabelBlock]]:
         """Yield ``(users, rows)``: student batches of users (similar lengths together) with their
         cache rows. Blocks are read in shuffled order and gathered into windows of at least
         ``window_batches`` batches of users before bucketing by length, the window plain training

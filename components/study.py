@@ -95,7 +95,7 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
             d,
             True,
             {**logits, "w_feature": 1.0, "w_relation": 1.0},
-        ),  # fmt: skip
+        ),
         Variant(
             f"sasrec-d{d}-logits+feature+rkd+ranking",
             "ablation",
@@ -103,7 +103,7 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
             d,
             True,
             {"w_feature": 1.0, "w_relation": 1.0, "w_ranking": 0.5},
-        ),  # fmt: skip
+        ),
     ]
     # temperature and top-K are settings of logits KD, whatever other terms the profile adds
     grid += [
@@ -146,8 +146,13 @@ def cache_spec(group: str, config: PipelineConfig) -> tuple[int, bool]:
 
 def _summary(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
-            "min": float(a.min()), "max": float(a.max()), "n": len(a)}  # fmt: skip
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "n": len(a),
+    }
 
 
 def run_study(
@@ -179,8 +184,10 @@ def run_study(
     prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
     data = SequenceData.from_path(prepared.handle.uri)
     digest = prepared.handle.sha256
-    log(f"study on {config.data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(grid)} variants x "
-        f"{len(seeds)} seeds ({grid_name} grid)")  # fmt: skip
+    log(
+        f"study on {config.data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(grid)} variants x "
+        f"{len(seeds)} seeds ({grid_name} grid)"
+    )
 
     runs: list[dict[str, Any]] = []
     teachers: dict[int, dict[str, Any]] = {}
@@ -231,27 +238,38 @@ def run_study(
             )
             cache = teachers[t_seed]["caches"][spec] if v.kd else None
             t0 = time.perf_counter()
-            student, result = train_student(config, data, digest, model_cfg, cache, seed,
-                                            distill=distill, log=log, name=v.name)  # fmt: skip
+            student, result = train_student(
+                config, data, digest, model_cfg, cache, seed, distill=distill, log=log, name=v.name
+            )
             valid = evaluate_model(student, data, "valid", model_cfg.max_len)
             test = evaluate_model(student, data, "test", model_cfg.max_len)
-            runs.append({
-                "variant": v.name, "seed": seed, "teacher_seed": t_seed, "params": count_parameters(student),
-                "valid": valid, "test": test, "epochs": len(result.history), "best_epoch": result.best_epoch,
-                "train_seconds": sum(h["seconds"] for h in result.history),
-                "valid_curve": [h["valid"]["NDCG@10"] for h in result.history],
-                "wall_seconds": time.perf_counter() - t0,
-            })  # fmt: skip
+            runs.append(
+                {
+                    "variant": v.name,
+                    "seed": seed,
+                    "teacher_seed": t_seed,
+                    "params": count_parameters(student),
+                    "valid": valid,
+                    "test": test,
+                    "epochs": len(result.history),
+                    "best_epoch": result.best_epoch,
+                    "train_seconds": sum(h["seconds"] for h in result.history),
+                    "valid_curve": [h["valid"]["NDCG@10"] for h in result.history],
+                    "wall_seconds": time.perf_counter() - t0,
+                }
+            )
 
     # latency depends on the architecture and width only: one measurement each, and the teacher's
     latency: dict[str, dict[str, float]] = {}
     for v in grid:
         key = f"{v.arch}-d{v.d_model}"
         if key not in latency:
-            m_cfg = config.student.model.model_copy(update={"arch": v.arch, "d_model": v.d_model,
-                                                            "n_heads": 1 if v.d_model <= 16 else 2})  # fmt: skip
-            latency[key] = latency_profile(build_model(m_cfg, data.n_items).eval(), data, m_cfg.max_len,
-                                           requests=requests)  # fmt: skip
+            m_cfg = config.student.model.model_copy(
+                update={"arch": v.arch, "d_model": v.d_model, "n_heads": 1 if v.d_model <= 16 else 2}
+            )
+            latency[key] = latency_profile(
+                build_model(m_cfg, data.n_items).eval(), data, m_cfg.max_len, requests=requests
+            )
     torch.manual_seed(0)
     members = [build_model(config.teacher.model, data.n_items) for _ in range(config.teacher.ensemble)]
     t_model = members[0] if len(members) == 1 else Ensemble(members)  # an ensemble serves every member
@@ -267,8 +285,11 @@ def run_study(
         "items": data.n_items,
     }
     result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                         "threads": config.runtime.threads}  # fmt: skip
+    result["machine"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": config.runtime.threads,
+    }
     result["config"] = config.model_dump(mode="json")
     write_json_atomic(out_dir / "study.json", result)
     (out_dir / "study.md").write_text(render_study(result))
@@ -319,8 +340,16 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_
     kd_rows = [n for n, r in rows.items() if r["kd"] and r["d_model"] == d]
     chosen = max(kd_rows, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"]) if kd_rows else None
     checks = _checks(rows, teacher, chosen, d)
-    return {"grid": grid_name, "seeds": list(seeds), "teacher_per_seed": teacher_per_seed,
-            "teacher": teacher, "rows": rows, "runs": runs, "chosen_on_validation": chosen, "checks": checks}  # fmt: skip
+    return {
+        "grid": grid_name,
+        "seeds": list(seeds),
+        "teacher_per_seed": teacher_per_seed,
+        "teacher": teacher,
+        "rows": rows,
+        "runs": runs,
+        "chosen_on_validation": chosen,
+        "checks": checks,
+    }
 
 
 def _checks(rows, teacher, chosen, d) -> list[dict[str, Any]]:
@@ -336,8 +365,14 @@ def _checks(rows, teacher, chosen, d) -> list[dict[str, Any]]:
         kd, nokd = rows[kd_name], rows[nokd_name]
         ratio_t = kd["test"]["NDCG@10"]["mean"] / t
         size = teacher["params"] / kd["params"]
-        out.append({"check": f"{kd_name}: >= 8x fewer params and NDCG@10 >= 0.95 x teacher",
-                    "value": ratio_t, "params_ratio": size, "passed": size >= 8 and kd["d_model"] <= 16 and ratio_t >= 0.95})  # fmt: skip
+        out.append(
+            {
+                "check": f"{kd_name}: >= 8x fewer params and NDCG@10 >= 0.95 x teacher",
+                "value": ratio_t,
+                "params_ratio": size,
+                "passed": size >= 8 and kd["d_model"] <= 16 and ratio_t >= 0.95,
+            }
+        )
         gain = kd["test"]["NDCG@10"]["mean"] / max(nokd["test"]["NDCG@10"]["mean"], 1e-12)
         out.append({"check": f"{kd_name} >= 1.15 x {nokd_name}", "value": gain, "passed": gain >= 1.15})
         for metric, worse in (
@@ -345,8 +380,13 @@ def _checks(rows, teacher, chosen, d) -> list[dict[str, Any]]:
             ("popularity_pct@10", lambda a, b: a > 1.1 * b),
         ):
             a, b = kd["test"][metric]["mean"], nokd["test"][metric]["mean"]
-            out.append({"check": f"{kd_name} {metric} within 10% of {nokd_name}", "value": a / max(b, 1e-12),
-                        "passed": not worse(a, b)})  # fmt: skip
+            out.append(
+                {
+                    "check": f"{kd_name} {metric} within 10% of {nokd_name}",
+                    "value": a / max(b, 1e-12),
+                    "passed": not worse(a, b),
+                }
+            )
     return out
 
 
@@ -408,8 +448,10 @@ def _tradeoff_table(result: dict[str, Any]) -> list[str]:
         valid, test = (
             r[s]["NDCG@10"]["mean"] / max(t[s]["NDCG@10"]["mean"], 1e-12) for s in ("valid", "test")
         )
-        out.append(f"| {name} | {t['params'] / r['params']:.1f} | {valid:.3f} | {test:.3f} | "
-                   f"{r['latency_p99_ms'] / t['latency_p99_ms']:.3f} |")  # fmt: skip
+        out.append(
+            f"| {name} | {t['params'] / r['params']:.1f} | {valid:.3f} | {test:.3f} | "
+            f"{r['latency_p99_ms'] / t['latency_p99_ms']:.3f} |"
+        )
     return out
 
 
@@ -453,14 +495,18 @@ def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
 
     paths = []
     t = result["teacher"]
-    for x_key, label, name in (("params", "parameters", "size_curve_params.png"),
-                               ("latency_p99_ms", "p99 latency ms (batch 1, 1 thread)", "size_curve_latency.png")):  # fmt: skip
+    for x_key, label, name in (
+        ("params", "parameters", "size_curve_params.png"),
+        ("latency_p99_ms", "p99 latency ms (batch 1, 1 thread)", "size_curve_latency.png"),
+    ):
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for arch in ("sasrec", "gru"):
             for kd, style in ((False, "o--"), (True, "o-")):
-                pts = sorted((r[x_key], r["test"]["NDCG@10"]["mean"], r["test"]["NDCG@10"]["std"])
-                             for r in result["rows"].values() if r["arch"] == arch and r["kd"] == kd
-                             and r["group"] in ("headline", "size"))  # fmt: skip
+                pts = sorted(
+                    (r[x_key], r["test"]["NDCG@10"]["mean"], r["test"]["NDCG@10"]["std"])
+                    for r in result["rows"].values()
+                    if r["arch"] == arch and r["kd"] == kd and r["group"] in ("headline", "size")
+                )
                 pts = sorted({p[0]: p for p in pts}.values())
                 if pts:
                     xs, ys, es = zip(*pts, strict=True)

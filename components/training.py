@@ -128,8 +128,15 @@ def hard_label_loss(
 def save_model(path: Path, model: nn.Module, cfg: ModelConfig, n_items: int, meta: dict | None = None) -> str:
     """A state dict plus the config needed to rebuild it (loadable with ``weights_only=True``)."""
     with atomic_file(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(), "n_items": n_items,
-                    "meta": meta or {}}, tmp)  # fmt: skip
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "config": cfg.model_dump(),
+                "n_items": n_items,
+                "meta": meta or {},
+            },
+            tmp,
+        )
         digest = sha256_file(tmp)  # of what this call wrote, whoever else writes the same path
     return digest
 

@@ -144,8 +144,12 @@ def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requ
     from components.quality import run_quality_benchmark
 
     out = _run_dir(config, "bench-quality")
-    return _bench(lambda: run_quality_benchmark(config, out, students=students, requests=requests), out,
-                  "report.md", "targets")  # fmt: skip
+    return _bench(
+        lambda: run_quality_benchmark(config, out, students=students, requests=requests),
+        out,
+        "report.md",
+        "targets",
+    )
 
 
 def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
@@ -164,8 +168,15 @@ def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
 
     def run() -> dict:
         cfg = _with_recipe(config, args) if args.recipe else config
-        return run_study(cfg, out, seeds=tuple(int(s) for s in args.seeds.split(",")), full=args.full,
-                         archs=tuple(args.students.split(",")), groups=groups, requests=args.requests)  # fmt: skip
+        return run_study(
+            cfg,
+            out,
+            seeds=tuple(int(s) for s in args.seeds.split(",")),
+            full=args.full,
+            archs=tuple(args.students.split(",")),
+            groups=groups,
+            requests=args.requests,
+        )
 
     return _bench(run, out, "study.md", "checks")
 
@@ -201,10 +212,13 @@ def bench_speed(config: PipelineConfig, args: argparse.Namespace) -> int:
         )
         return 2
     return _bench(
-        lambda: run_perf_benchmark(config, out, full=args.full, repeats=args.repeats, requests=args.requests,
-                                   sections=sections),
-        out, "report.md", "targets",
-    )  # fmt: skip
+        lambda: run_perf_benchmark(
+            config, out, full=args.full, repeats=args.repeats, requests=args.requests, sections=sections
+        ),
+        out,
+        "report.md",
+        "targets",
+    )
 
 
 def run_flow(config: PipelineConfig) -> int:

@@ -69,12 +69,22 @@ def nightly_distillation(
     gate = decide_gate(report, config.gate)
     version = register(config, dataset, teacher, soft_labels, candidate, report, gate, run_dir)
 
-    summary = {"run_dir": run_dir, "dataset": dataset.uri, "report": report.uri, "gate": gate.meta,
-               "model": version.meta, "data_docs": f"{run_dir}/data_docs"}  # fmt: skip
+    summary = {
+        "run_dir": run_dir,
+        "dataset": dataset.uri,
+        "report": report.uri,
+        "gate": gate.meta,
+        "model": version.meta,
+        "data_docs": f"{run_dir}/data_docs",
+    }
     if not gate.meta["passed"]:
         log.warning("gate failed; v%s registered as challenger only", version.meta["version"])
-        return Failed(name="GateFailed", message="candidate failed the gate: " + "; ".join(
-            r for r in gate.meta["reasons"] if r.startswith("FAILED")), data=summary)  # fmt: skip
+        return Failed(
+            name="GateFailed",
+            message="candidate failed the gate: "
+            + "; ".join(r for r in gate.meta["reasons"] if r.startswith("FAILED")),
+            data=summary,
+        )
     log.info("v%s is the new champion", version.meta["version"])
     return summary
 

@@ -49,7 +49,7 @@ def validate(dataset: Handle, cfg: ValidationConfig, run_dir: str) -> Handle:
                 "result": "pass" if r.success else "FAIL",
                 "unexpected": r.unexpected_count,
                 "observed": str(r.observed_value),
-            }  # fmt: skip
+            }
             for r in report.results
         ],
         description=f"Data validation of {dataset.uri} (source checks: {source.get('checks', 0)} run, "

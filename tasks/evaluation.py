@@ -56,18 +56,27 @@ def evaluate(
         models["champion"] = champion[1:]
     report = compare_models(models, data, "test", requests=requests)
     rows = report.rows
-    result = {"split": "test", "rows": rows, "champion": {"version": champion[0] if champion else None, "note": note},
-              "dataset": dataset.sha256}  # fmt: skip
+    result = {
+        "split": "test",
+        "rows": rows,
+        "champion": {"version": champion[0] if champion else None, "note": note},
+        "dataset": dataset.sha256,
+    }
     run.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run / "report.json", result)
     (run / "report.md").write_text(report.to_markdown() + f"\n\nChampion: {note}\n")
-    histories = {n: h.meta.get("history", []) for n, h in (("teacher", teacher), ("student-kd", candidate),
-                                                           ("student-nokd", baseline))}  # fmt: skip
+    histories = {
+        n: h.meta.get("history", [])
+        for n, h in (("teacher", teacher), ("student-kd", candidate), ("student-nokd", baseline))
+    }
     (run / "histories.json").write_text(json.dumps(histories, default=float))
     learning_curves(histories, run / "learning_curves.png")
     comparison_bars(rows, run / "comparison.png")
-    create_markdown_artifact(key="model-comparison", markdown=report.to_markdown() + f"\n\nChampion: {note}",
-                             description="Teacher vs students vs champion, test split")  # fmt: skip
+    create_markdown_artifact(
+        key="model-comparison",
+        markdown=report.to_markdown() + f"\n\nChampion: {note}",
+        description="Teacher vs students vs champion, test split",
+    )
     return Handle(str(run / "report.json"), sha256_file(run / "report.json"), "report", {"champion": note})
 
 
@@ -75,8 +84,9 @@ def evaluate(
 def decide_gate(report: Handle, thresholds: GateConfig) -> Handle:
     """Apply the gate to the report; publish the decision with its reasons."""
     rows = json.loads(Path(report.uri).read_text())["rows"]
-    decision = decide(rows["student-kd"], rows.get("teacher"), rows.get("student-nokd"), rows.get("champion"),
-                      thresholds)  # fmt: skip
+    decision = decide(
+        rows["student-kd"], rows.get("teacher"), rows.get("student-nokd"), rows.get("champion"), thresholds
+    )
     path = Path(report.uri).with_name("gate.json")
     write_json_atomic(path, decision.to_dict())
     create_markdown_artifact(

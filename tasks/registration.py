@@ -61,8 +61,12 @@ def register(
 ) -> Handle:
     run = Path(run_dir)
     rows = json.loads(Path(report.uri).read_text())["rows"]
-    metrics = {f"{model}.{metric_name(k)}": v for model, row in rows.items() for k, v in row.items()
-               if isinstance(v, (int, float))}  # fmt: skip
+    metrics = {
+        f"{model}.{metric_name(k)}": v
+        for model, row in rows.items()
+        for k, v in row.items()
+        if isinstance(v, (int, float))
+    }
     tags = {
         "dataset_digest": dataset.sha256,
         "dataset_uri": dataset.uri,
@@ -94,7 +98,7 @@ def register(
             "best.pt": candidate.uri,
             "items.parquet": ds.path / "items.parquet",
             "item_map.parquet": ds.path / "item_map.parquet",
-        },  # fmt: skip
+        },
     )
     if onnx:
         reg.log_onnx_export(run_id, onnx.path)

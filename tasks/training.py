@@ -32,8 +32,11 @@ EXPENSIVE = dict(
 
 def _history_table(history: list[dict]) -> str:
     rows = ["| epoch | loss | valid NDCG@10 | valid HR@10 | s |", "|---|---|---|---|---|"]
-    rows += [f"| {h['epoch']} | {h['loss']:.4f} | {h['valid']['NDCG@10']:.4f} | {h['valid']['HR@10']:.4f} | "
-             f"{h['seconds']:.1f} |" for h in history]  # fmt: skip
+    rows += [
+        f"| {h['epoch']} | {h['loss']:.4f} | {h['valid']['NDCG@10']:.4f} | {h['valid']['HR@10']:.4f} | "
+        f"{h['seconds']:.1f} |"
+        for h in history
+    ]
     return "\n".join(rows)
 
 
@@ -41,8 +44,9 @@ def _history_table(history: list[dict]) -> str:
 def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig) -> Handle:
     data = SequenceData.from_path(dataset.uri)
     name = dataset.meta.get("name") or Path(dataset.uri).name
-    _, run = train_teacher_models(teacher, data, dataset.sha256, runtime.root, name, runtime.seed,
-                                  threads=runtime.threads)  # fmt: skip
+    _, run = train_teacher_models(
+        teacher, data, dataset.sha256, runtime.root, name, runtime.seed, threads=runtime.threads
+    )
     best = [m.best_valid["NDCG@10"] for m in run.members]
     create_markdown_artifact(
         key="teacher-metrics",
@@ -52,8 +56,12 @@ def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfi
         + _history_table(run.history),
         description="Teacher training",
     )
-    return Handle(str(run.checkpoint), run.checkpoint_sha256, "teacher",
-                  {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble})  # fmt: skip
+    return Handle(
+        str(run.checkpoint),
+        run.checkpoint_sha256,
+        "teacher",
+        {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble},
+    )
 
 
 @task(**EXPENSIVE)
@@ -63,10 +71,16 @@ def cache_soft_labels(
     data = SequenceData.from_path(dataset.uri)
     model = load_teacher(teacher.uri)  # a checkpoint or an ensemble record
     handle, manifest, reused = build_soft_labels(
-        model, data, runtime.root, teacher_digest=teacher.sha256, dataset_digest=dataset.sha256,
-        max_len=teacher.meta["max_len"], top_k=distill.top_k, logits_dtype=distill.logits_dtype,
+        model,
+        data,
+        runtime.root,
+        teacher_digest=teacher.sha256,
+        dataset_digest=dataset.sha256,
+        max_len=teacher.meta["max_len"],
+        top_k=distill.top_k,
+        logits_dtype=distill.logits_dtype,
         cache_hidden=distill.cache_hidden,
-    )  # fmt: skip
+    )
     create_markdown_artifact(
         key="soft-labels",
         markdown=f"Teacher top-{manifest['top_k']} ({manifest['logits_dtype']} logits"
@@ -88,14 +102,27 @@ def distill_student(
 ) -> Handle:
     """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline)."""
     data = SequenceData.from_path(dataset.uri)
-    key = sha256_json({"data": dataset.sha256, "cache": soft_labels.sha256 if soft_labels else None,
-                       "student": student.model_dump(), "distill": distill.model_dump() if soft_labels else None,
-                       "seed": runtime.seed})  # fmt: skip
+    key = sha256_json(
+        {
+            "data": dataset.sha256,
+            "cache": soft_labels.sha256 if soft_labels else None,
+            "student": student.model_dump(),
+            "distill": distill.model_dump() if soft_labels else None,
+            "seed": runtime.seed,
+        }
+    )
     out = runtime.root / "students" / key[:12] / name
     _, result = train_student(
-        data, student.model, student.train, distill, out, cache_path=soft_labels.uri if soft_labels else None,
-        seed=runtime.seed, threads=runtime.threads, name=name,
-    )  # fmt: skip
+        data,
+        student.model,
+        student.train,
+        distill,
+        out,
+        cache_path=soft_labels.uri if soft_labels else None,
+        seed=runtime.seed,
+        threads=runtime.threads,
+        name=name,
+    )
     create_markdown_artifact(
         key=f"{name}-training",
         markdown=f"{name} (`{student.model.arch}` d={student.model.d_model}"
@@ -104,5 +131,9 @@ def distill_student(
         + _history_table(result.history),
         description=f"{name} training",
     )
-    return Handle(str(result.checkpoint), result.checkpoint_sha256, "student",
-                  {"name": name, "history": result.history, "max_len": student.model.max_len})  # fmt: skip
+    return Handle(
+        str(result.checkpoint),
+        result.checkpoint_sha256,
+        "student",
+        {"name": name, "history": result.history, "max_len": student.model.max_len},
+    )

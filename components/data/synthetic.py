@@ -118,7 +118,7 @@ TIER_PRICE = np.array([0.7, 1.0, 1.6])
 _SYLLABLES = (
     "lu", "mi", "ra", "ko", "ve", "zen", "tor", "na", "pix", "ar", "sol", "ly", "qu", "bel", "dor",
     "fi", "ga", "no", "vo", "tek", "ma", "ri", "sa", "on", "el", "ix", "ta", "ro",
-)  # fmt: skip
+)
 MAX_COMPLEMENTS = 4
 MAX_VIEWS_PER_USER = 400
 

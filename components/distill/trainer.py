@@ -111,11 +111,18 @@ class DistillationObjective(nn.Module):
                 kd_full = cfg.w_logits > 0 and cfg.kd_mode == "full"
                 ranked = cfg.w_ranking > 0
                 loss, ce, kd, rk = linear_softmax_loss(
-                    h, student.output_weight(), targets, w_hard=cfg.w_hard,
-                    kd_rows=torch.nonzero(m).squeeze(1) if kd_full or ranked else None, kd_cols=b.topk_cols,
-                    kd_logits=b.teacher_logits, w_kd=cfg.w_logits if kd_full else 0.0,
-                    temperature=cfg.temperature, rank_weights=self.ranking.weights, w_rank=cfg.w_ranking,
-                )  # fmt: skip
+                    h,
+                    student.output_weight(),
+                    targets,
+                    w_hard=cfg.w_hard,
+                    kd_rows=torch.nonzero(m).squeeze(1) if kd_full or ranked else None,
+                    kd_cols=b.topk_cols,
+                    kd_logits=b.teacher_logits,
+                    w_kd=cfg.w_logits if kd_full else 0.0,
+                    temperature=cfg.temperature,
+                    rank_weights=self.ranking.weights,
+                    w_rank=cfg.w_ranking,
+                )
                 parts = {"ce": ce.item()}
                 if ranked:
                     parts["kd_ranking"] = rk.item()
@@ -217,8 +224,10 @@ def kd_batches(
     epoch 1.12-1.14 in line vs 1.14-1.23 prefetched at 2 threads; 1.07-1.10 prefetched vs 1.13-1.17
     in line at 1 thread)."""
     lengths = data.train_positions(max_len)
-    aligned = (kd_batch(data, users, block, max_len, top_k)
-               for users, block in reader.iter_user_batches(batch_size, lengths, rng))  # fmt: skip
+    aligned = (
+        kd_batch(data, users, block, max_len, top_k)
+        for users, block in reader.iter_user_batches(batch_size, lengths, rng)
+    )
     return prefetch(aligned) if torch.get_num_threads() < available_cores() else aligned
 
 
@@ -245,12 +254,27 @@ def distill_student(
     student = build_model(model_cfg, data.n_items)
     kd = cache_path is not None and uses_cache(distill_cfg)
     fingerprint = sha256_json(
-        {"model": model_cfg.model_dump(), "train": train_cfg.model_dump(), "seed": seed,
-         "distill": distill_cfg.model_dump() if kd else None, "cache": str(cache_path) if kd else None}
-    )  # fmt: skip
+        {
+            "model": model_cfg.model_dump(),
+            "train": train_cfg.model_dump(),
+            "seed": seed,
+            "distill": distill_cfg.model_dump() if kd else None,
+            "cache": str(cache_path) if kd else None,
+        }
+    )
     if not kd:
-        result = fit(student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,
-                     fingerprint=fingerprint, log=log, name=name)  # fmt: skip
+        result = fit(
+            student,
+            data,
+            model_cfg,
+            train_cfg,
+            out_dir,
+            seed=seed,
+            threads=threads,
+            fingerprint=fingerprint,
+            log=log,
+            name=name,
+        )
         return student, result
 
     reader = SoftLabelReader(cache_path)
@@ -280,8 +304,18 @@ def distill_student(
         return kd_batches(reader, data, train_cfg.batch_size, model_cfg.max_len, distill_cfg.top_k, rng)
 
     result = fit(
-        student, data, model_cfg, train_cfg, out_dir, seed=seed, threads=threads,
-        step_loss=objective.step_loss(student), batches=batches, extra_modules=objective,
-        fingerprint=fingerprint, log=log, name=name,
-    )  # fmt: skip
+        student,
+        data,
+        model_cfg,
+        train_cfg,
+        out_dir,
+        seed=seed,
+        threads=threads,
+        step_loss=objective.step_loss(student),
+        batches=batches,
+        extra_modules=objective,
+        fingerprint=fingerprint,
+        log=log,
+        name=name,
+    )
     return student, result

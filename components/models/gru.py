@@ -19,8 +19,9 @@ class GRURec(nn.Module):
         self.d_model = d_model
         self.item_emb = nn.Embedding(n_items + 1, d_model, padding_idx=0)  # (I + 1, d)
         self.drop = Dropout(dropout)
-        self.gru = nn.GRU(d_model, d_model, num_layers=n_layers, batch_first=True,
-                          dropout=dropout if n_layers > 1 else 0.0)  # fmt: skip
+        self.gru = nn.GRU(
+            d_model, d_model, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
+        )
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.item_emb.weight, std=d_model**-0.5)
         with torch.no_grad():

@@ -94,9 +94,19 @@ def test_registry_commands_without_a_champion_explain_themselves(out_root: Path,
 
 
 TINY_BENCH = [
-    "--set", "data.source.n_users=200", "--set", "data.source.n_items=60", "--set", "distill.top_k=10",
-    "--set", "teacher.train.epochs=1", "--set", "student.train.epochs=1", "--set", "teacher.model.d_model=16",
-]  # fmt: skip
+    "--set",
+    "data.source.n_users=200",
+    "--set",
+    "data.source.n_items=60",
+    "--set",
+    "distill.top_k=10",
+    "--set",
+    "teacher.train.epochs=1",
+    "--set",
+    "student.train.epochs=1",
+    "--set",
+    "teacher.model.d_model=16",
+]
 
 
 def test_bench_study_with_recipe_prints_the_table(out_root: Path, capsys):
@@ -115,8 +125,21 @@ def test_bench_study_runs_the_groups_named(out_root: Path, capsys):
     assert main(["bench", "study", "--profile", "demo", "--groups", "sizes"]) == 2
     assert "unknown study group(s) ['sizes']; choose from headline" in capsys.readouterr().err
     assert not (out_root / "runs").exists() or not list((out_root / "runs").glob("*-bench-study-*"))
-    code = main(["bench", "study", "--profile", "demo", "--seeds", "0", "--groups", "size", "--requests", "10",
-                 *TINY_BENCH])  # fmt: skip
+    code = main(
+        [
+            "bench",
+            "study",
+            "--profile",
+            "demo",
+            "--seeds",
+            "0",
+            "--groups",
+            "size",
+            "--requests",
+            "10",
+            *TINY_BENCH,
+        ]
+    )
     assert code in (0, 3)
     [run] = (out_root / "runs").glob("*-bench-study-demo-*")
     result = json.loads((run / "study.json").read_text())

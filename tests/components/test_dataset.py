@@ -22,8 +22,12 @@ def test_layout_manifest_and_digest(prepared):
     path = result.handle.path
     assert path.parent == root / "datasets" and path.name == f"tiny-{result.handle.sha256[:12]}"
     assert sorted(p.name for p in path.iterdir()) == [
-        "interactions.parquet", "item_map.parquet", "items.parquet", "manifest.json", "user_map.parquet",
-    ]  # fmt: skip
+        "interactions.parquet",
+        "item_map.parquet",
+        "items.parquet",
+        "manifest.json",
+        "user_map.parquet",
+    ]
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["schema_version"] == 1
     assert manifest["digest"] == result.handle.sha256

@@ -58,8 +58,14 @@ def exported(request, onnx_extra, tiny_dataset, tiny_data, tmp_path_factory):
         return request.getfixturevalue("sasrec_export")
     model, _ = student("gru", tiny_data.n_items)
     out = tmp_path_factory.mktemp("export-gru") / "onnx"
-    export_onnx(model, out, item_ids=tiny_dataset.item_map, catalog=tiny_dataset.items, max_len=MAX_LEN,
-                eval_data=tiny_data)  # fmt: skip
+    export_onnx(
+        model,
+        out,
+        item_ids=tiny_dataset.item_map,
+        catalog=tiny_dataset.items,
+        max_len=MAX_LEN,
+        eval_data=tiny_data,
+    )
     return "gru", model, out
 
 
@@ -145,8 +151,9 @@ def test_item_map_round_trip_and_top_k(exported, tiny_dataset):
     assert not seen & set(raw[0])
     # the same products as the torch serving path, through the item map
     guide = recommend_for_user(scorer, tiny_dataset, tiny_dataset.user_map["raw_user_id"].iloc[3], k=5)
-    torch_guide = recommend_for_user(model, tiny_dataset, tiny_dataset.user_map["raw_user_id"].iloc[3], k=5,
-                                     max_len=MAX_LEN)  # fmt: skip
+    torch_guide = recommend_for_user(
+        model, tiny_dataset, tiny_dataset.user_map["raw_user_id"].iloc[3], k=5, max_len=MAX_LEN
+    )
     assert guide.recommendations["item"].tolist() == torch_guide.recommendations["item"].tolist()
 
 

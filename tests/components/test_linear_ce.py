@@ -29,8 +29,17 @@ def _inputs(n=90, items=257, d=8, k=12, seed=0, every=3):
 def test_matches_reference(monkeypatch, temperature, w_hard, w_kd, chunk, every):
     monkeypatch.setattr(lce, "_chunk_rows", lambda n_items, dim: chunk)
     h, w, y, rows, cols, logits = _inputs(every=every)
-    loss, ce, kd, _ = linear_softmax_loss(h, w, y, w_hard=w_hard, kd_rows=rows, kd_cols=cols, kd_logits=logits,
-                                       w_kd=w_kd, temperature=temperature)  # fmt: skip
+    loss, ce, kd, _ = linear_softmax_loss(
+        h,
+        w,
+        y,
+        w_hard=w_hard,
+        kd_rows=rows,
+        kd_cols=cols,
+        kd_logits=logits,
+        w_kd=w_kd,
+        temperature=temperature,
+    )
     (2.5 * loss).backward()  # the incoming gradient is applied
     gh, gw = h.grad.clone(), w.grad.clone()
     h.grad = w.grad = None
@@ -58,9 +67,18 @@ def test_ranking_kd_matches_reference(monkeypatch, temperature, w_hard, w_kd, w_
     h, w, y, rows, cols, logits = _inputs(every=every)
     rank = RankingKD(k=5, lam=2.0)
     loss, ce, kd, rk = linear_softmax_loss(
-        h, w, y, w_hard=w_hard, kd_rows=rows, kd_cols=cols, kd_logits=logits, w_kd=w_kd,
-        temperature=temperature, rank_weights=rank.weights, w_rank=w_rank,
-    )  # fmt: skip
+        h,
+        w,
+        y,
+        w_hard=w_hard,
+        kd_rows=rows,
+        kd_cols=cols,
+        kd_logits=logits,
+        w_kd=w_kd,
+        temperature=temperature,
+        rank_weights=rank.weights,
+        w_rank=w_rank,
+    )
     (2.5 * loss).backward()
     gh, gw = h.grad.clone(), w.grad.clone()
     h.grad = w.grad = None
@@ -83,8 +101,17 @@ def test_ranking_kd_matches_reference(monkeypatch, temperature, w_hard, w_kd, w_
 def test_ranking_kd_needs_enough_teacher_columns():
     h, w, y, rows, cols, logits = _inputs(k=3)
     with pytest.raises(ValueError, match=r"ranking KD needs the teacher's top-k columns \(k = 5\)"):
-        linear_softmax_loss(h, w, y, kd_rows=rows, kd_cols=cols, kd_logits=logits, w_kd=1.0,
-                            rank_weights=RankingKD(k=5).weights, w_rank=1.0)  # fmt: skip
+        linear_softmax_loss(
+            h,
+            w,
+            y,
+            kd_rows=rows,
+            kd_cols=cols,
+            kd_logits=logits,
+            w_kd=1.0,
+            rank_weights=RankingKD(k=5).weights,
+            w_rank=1.0,
+        )
 
 
 def test_gradient_flows_through_a_sliced_embedding():

@@ -14,8 +14,9 @@ def test_perf_benchmark_sections_and_targets(out_root, tmp_path):
         "onnxruntime", reason="the serving section exports to ONNX: install shopdistill[onnx]"
     )
     config = load_config(profile="demo", overrides=TINY_PIPELINE)
-    result = run_perf_benchmark(config, tmp_path / "perf", repeats=2, requests=20, scale_sizes=(3000,),
-                                log=lambda _: None)  # fmt: skip
+    result = run_perf_benchmark(
+        config, tmp_path / "perf", repeats=2, requests=20, scale_sizes=(3000,), log=lambda _: None
+    )
     s = result["sections"]
     rows = s["serving"]["rows"]
     assert list(rows) == ["teacher (torch)", "student (torch)", "student (onnx)", "student (onnx-int8)"]
@@ -58,8 +59,9 @@ def test_perf_benchmark_sections_and_targets(out_root, tmp_path):
 
 def test_training_speed_converges_both_losses_and_reports_the_quality_ratio(out_root, tiny_data):
     config = load_config(profile="demo", overrides=[*TINY_PIPELINE, "teacher.train.patience=1"])
-    t = training_speed(config, tiny_data, "tinydigest", repeats=1, converge=True, sampled_negatives=20,
-                       log=lambda _: None)  # fmt: skip
+    t = training_speed(
+        config, tiny_data, "tinydigest", repeats=1, converge=True, sampled_negatives=20, log=lambda _: None
+    )
     full, sampled = t["converged"], t["sampled"]["converged"]
     for c in (full, sampled):
         assert [r["seed"] for r in c["runs"]] == [0, 1]  # two seeds each, the means reported
@@ -73,9 +75,16 @@ def test_training_speed_converges_both_losses_and_reports_the_quality_ratio(out_
     assert (
         len(list((out_root / "teachers").iterdir())) == 4
     )  # 2 losses x 2 seeds, stored under their own keys
-    md = render_perf({"full": True, "repeats": 1, "sections": {"training_speed": t}, "timings_s": {"total": 1.0},
-                      "machine": {"cpu": "x", "cores": 2, "torch": "t", "threads": 1},
-                      "targets": []})  # fmt: skip
+    md = render_perf(
+        {
+            "full": True,
+            "repeats": 1,
+            "sections": {"training_speed": t},
+            "timings_s": {"total": 1.0},
+            "machine": {"cpu": "x", "cores": 2, "torch": "t", "threads": 1},
+            "targets": [],
+        }
+    )
     assert "sampled softmax, 20 mixed negatives" in md and f"{sampled['valid_NDCG@10']:.4f}" in md
 
 
@@ -90,14 +99,26 @@ def test_render_reports_growth_between_sizes():
             "ingest+validate": stage(2 * t, 120),
             "cache": stage(t, 300),
             "distill_epoch": stage(t, rss),
-        }  # fmt: skip
+        }
         for n, t, rss in ((1000, 1.0, 400.0), (10000, 9.0, 440.0))
     ]
-    result = {"full": False, "repeats": 1, "timings_s": {"total": 60}, "targets": [],
-              "machine": {"cpu": "x", "cores": 2, "torch": "2", "threads": 1},
-              "sections": {"scale": {"rows": rows, "interaction_growth": 10.0, "ingest_time_growth": 9.0,
-                                     "cache_time_growth": 9.0, "distill_epoch_time_growth": 9.0,
-                                     "distill_rss_growth": 1.1}}}  # fmt: skip
+    result = {
+        "full": False,
+        "repeats": 1,
+        "timings_s": {"total": 60},
+        "targets": [],
+        "machine": {"cpu": "x", "cores": 2, "torch": "2", "threads": 1},
+        "sections": {
+            "scale": {
+                "rows": rows,
+                "interaction_growth": 10.0,
+                "ingest_time_growth": 9.0,
+                "cache_time_growth": 9.0,
+                "distill_epoch_time_growth": 9.0,
+                "distill_rss_growth": 1.1,
+            }
+        },
+    }
     md = render_perf(result)
     assert "| 10,000 | 9.0 | 18.0 | 9.0 | 9.0 | 100 / 120 / 300 / 440 |" in md
     assert "distillation peak RSS x1.10" in md

@@ -14,16 +14,32 @@ def test_quality_benchmark_end_to_end_and_reuse(out_root, tmp_path):
         config, tmp_path / "report", students=("sasrec", "gru"), requests=20, log=lines.append
     )
     assert list(result["rows"]) == [
-        "teacher", "student-sasrec-nokd", "student-sasrec-kd", "student-gru-nokd", "student-gru-kd",
-    ]  # fmt: skip
+        "teacher",
+        "student-sasrec-nokd",
+        "student-sasrec-kd",
+        "student-gru-nokd",
+        "student-gru-kd",
+    ]
     for row in result["rows"].values():
-        assert {"NDCG@10", "HR@20", "MRR@5", "coverage@10", "popularity_pct@10", "params", "size_bytes",
-                "latency_p50_ms", "latency_p99_ms", "throughput_users_per_s", "epochs"} <= set(row)  # fmt: skip
+        assert {
+            "NDCG@10",
+            "HR@20",
+            "MRR@5",
+            "coverage@10",
+            "popularity_pct@10",
+            "params",
+            "size_bytes",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "throughput_users_per_s",
+            "epochs",
+        } <= set(row)
         assert row["latency_requests"] == 20
     assert result["rows"]["teacher"]["params"] > result["rows"]["student-sasrec-kd"]["params"]
     assert [t["check"] for t in result["targets"]][:2] == [
-        "teacher NDCG@10 >= 0.045", "teacher above every student trained alone",
-    ]  # fmt: skip
+        "teacher NDCG@10 >= 0.045",
+        "teacher above every student trained alone",
+    ]
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["rows"].keys() == result["rows"].keys()
     md = (tmp_path / "report" / "report.md").read_text()

@@ -21,8 +21,14 @@ def registry(tmp_path):
 def new_version(registry, tmp_path, champion: bool, tag: str = "x"):
     f = tmp_path / "best.pt"
     f.write_bytes(b"weights")
-    run_id = registry.log_run(run_name="r", params={"a": {"b": 1}}, metrics={"NDCG@10": 0.5}, tags={"t": tag},
-                              artifacts={}, student_files={"best.pt": f})  # fmt: skip
+    run_id = registry.log_run(
+        run_name="r",
+        params={"a": {"b": 1}},
+        metrics={"NDCG@10": 0.5},
+        tags={"t": tag},
+        artifacts={},
+        student_files={"best.pt": f},
+    )
     return registry.register(run_id, {"dataset_digest": tag}, make_champion=champion)
 
 
@@ -97,8 +103,14 @@ def test_an_onnx_export_is_logged_with_its_version(registry, tmp_path):
     (export / "model.onnx").write_bytes(b"graph")
     (export / "export.json").write_text("{}")
     (tmp_path / "best.pt").write_bytes(b"weights")
-    run_id = registry.log_run(run_name="r", params={}, metrics={}, tags={}, artifacts={},
-                              student_files={"best.pt": tmp_path / "best.pt"})  # fmt: skip
+    run_id = registry.log_run(
+        run_name="r",
+        params={},
+        metrics={},
+        tags={},
+        artifacts={},
+        student_files={"best.pt": tmp_path / "best.pt"},
+    )
     registry.log_onnx_export(run_id, export)
     version = registry.register(run_id, {}, make_champion=True)
     folder = registry.download_onnx(version, tmp_path / "dl")

@@ -147,9 +147,15 @@ def test_kd_batch_alignment_and_mismatch(teacher, tiny_data, tmp_path):
 
 @pytest.mark.parametrize(
     "mode,temperature,w_ranking",
-    [("full", 1.0, 0.0), ("full", 2.0, 0.0), ("topk", 2.0, 0.0), ("full", 1.0, 0.5), ("full", 2.0, 0.5),
-     ("topk", 1.0, 0.5)],
-)  # fmt: skip
+    [
+        ("full", 1.0, 0.0),
+        ("full", 2.0, 0.0),
+        ("topk", 2.0, 0.0),
+        ("full", 1.0, 0.5),
+        ("full", 2.0, 0.5),
+        ("topk", 1.0, 0.5),
+    ],
+)
 def test_fused_objective_equals_the_plain_formula(teacher, tiny_data, tmp_path, mode, temperature, w_ranking):
     """The objective's fused CE + logits KD (+ ranking KD) step gives the textbook loss and gradients."""
     import torch.nn.functional as F
@@ -159,8 +165,9 @@ def test_fused_objective_equals_the_plain_formula(teacher, tiny_data, tmp_path, 
     handle, _, _ = build(teacher, tiny_data, tmp_path, logits_dtype="float32")
     users, block = next(SoftLabelReader(handle.path).iter_user_batches(8, tiny_data.train_positions(20)))
     kb = kd_batch(tiny_data, users, block, max_len=20)
-    cfg = DistillConfig(kd_mode=mode, temperature=temperature, w_hard=0.7, w_logits=1.3, w_ranking=w_ranking,
-                        ranking_k=5)  # fmt: skip
+    cfg = DistillConfig(
+        kd_mode=mode, temperature=temperature, w_hard=0.7, w_logits=1.3, w_ranking=w_ranking, ranking_k=5
+    )
     torch.manual_seed(0)
     student = build_model(STUDENT.model_copy(update={"dropout": 0.0}), tiny_data.n_items)
     objective = trainer_module.DistillationObjective(cfg, STUDENT.d_model, None)

@@ -109,15 +109,31 @@ def test_parameter_formula_matches_the_model(items, d, layers, max_len):
 
 
 def test_recipe_reproduces_beauty_and_shrinks_for_sparse_logs():
-    beauty = suggest({"users": 22363, "items": 12101, "interactions": 198502, "per_item": 16.4,
-                      "length_p50": 6, "length_p99": 43})  # fmt: skip
+    beauty = suggest(
+        {
+            "users": 22363,
+            "items": 12101,
+            "interactions": 198502,
+            "per_item": 16.4,
+            "length_p50": 6,
+            "length_p99": 43,
+        }
+    )
     profile = load_config(profile="beauty")
     assert beauty["teacher.model.d_model"] == profile.teacher.model.d_model == 128
     assert beauty["teacher.model.dropout"] == profile.teacher.model.dropout
     assert beauty["student.model.d_model"] == profile.student.model.d_model == 16
     assert beauty["teacher.model.max_len"] == profile.teacher.model.max_len == 50
-    sparse = suggest({"users": 1418, "items": 6174, "interactions": 9444, "per_item": 1.53,
-                      "length_p50": 5, "length_p99": 25.7})  # fmt: skip
+    sparse = suggest(
+        {
+            "users": 1418,
+            "items": 6174,
+            "interactions": 9444,
+            "per_item": 1.53,
+            "length_p50": 5,
+            "length_p99": 25.7,
+        }
+    )
     assert sparse["teacher.model.d_model"] == 32 and sparse["teacher.model.max_len"] == 30
     s = sparse["student.model.d_model"]
     assert s < 16 and sasrec_params(6174, s, 1, 30) * 8 <= sasrec_params(6174, 32, 2, 30)

@@ -78,8 +78,14 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     registry = Registry(config.registry, tmp_path)
     champion = registry.champion()
     assert champion.version == "1" and set(champion.aliases) == {CHALLENGER, CHAMPION}
-    for tag in ("dataset_digest", "teacher_digest", "soft_labels_digest", "config_hash", "code_version",
-                "prefect_flow_run_id"):  # fmt: skip
+    for tag in (
+        "dataset_digest",
+        "teacher_digest",
+        "soft_labels_digest",
+        "config_hash",
+        "code_version",
+        "prefect_flow_run_id",
+    ):
         assert champion.tags[tag], tag
     folder = registry.download_student(champion, tmp_path / "dl")
     assert {"best.pt", "items.parquet", "item_map.parquet"} <= {p.name for p in folder.iterdir()}
