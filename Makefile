@@ -10,22 +10,24 @@ PROFILE ?= demo
 # dev: pytest, ruff, import-linter; onnx: ONNX export + onnxruntime serving (tests skip without it)
 EXTRAS ?= dev,onnx
 
-# Quiet, offline-safe: no telemetry from Prefect, MLflow or anything honouring DO_NOT_TRACK.
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export DO_NOT_TRACK := 1
-export MLFLOW_DISABLE_TELEMETRY := true
-# A busy 2-core machine needs more than Prefect's default 20 s to start its temporary server.
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+# The CLI and the test suite set the quiet, offline-safe environment themselves (flows/environment.py).
 
-.PHONY: run test lint bench bench-full bench-quality bench-study bench-study-full serve clean-runs
+.PHONY: run test test-fast lint reference bench bench-full bench-quality bench-study bench-study-full serve clean-runs
 
 run: $(STAMP)
 	$(BIN)/shopdistill run --profile $(PROFILE)
 
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+# Everything CI runs: lint, format, import contracts, declared dependencies, every test tier.
+test: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit tier only (no end-to-end flow, CLI or benchmark runs): under a minute.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# docs/configuration.md from the pydantic field descriptions (a test fails when it is stale).
+reference: $(STAMP)
+	$(BIN)/python -m shopdistill.components.config.reference > docs/configuration.md
 
 # Schedule the flow from this process (nightly at 02:00 UTC); Ctrl-C stops (and pauses) it.
 serve: $(STAMP)
@@ -52,6 +54,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "shopdistill needs Python >= 3.11 (set PYTHON=python3.11)")'

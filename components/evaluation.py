@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from components.metrics import KS, RankingAccumulator, mask_seen
-from components.sequences import SequenceData
+from shopdistill.components.metrics import KS, RankingAccumulator, mask_seen
+from shopdistill.components.sequences import SequenceData
 
 
 @torch.no_grad()

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from components.artifacts import (
+from shopdistill.components.artifacts import (
     Handle,
     atomic_directory,
     sha256_dir,
@@ -55,10 +55,10 @@ from components.artifacts import (
     verify_manifest,
     write_json_atomic,
 )
-from components.data.dataset import Dataset
-from components.evaluation import evaluate_scores
-from components.metrics import KS
-from components.sequences import SequenceData
+from shopdistill.components.data.dataset import Dataset
+from shopdistill.components.evaluation import evaluate_scores
+from shopdistill.components.metrics import KS
+from shopdistill.components.sequences import SequenceData
 
 SCHEMA_VERSION = 1
 KIND = "onnx_export"
@@ -480,7 +480,7 @@ def export_student(
 ) -> ExportResult:
     """Export a saved student (``best.pt``) with its dataset's item map; reuse a valid export of the same
     checkpoint and dataset. With ``eval_split`` the int8 cost is measured on that split."""
-    from components.training import load_model
+    from shopdistill.components.models.checkpoint import load_model
 
     out, digest = Path(out_dir), sha256_file(student_path)
     source = {"checkpoint_sha256": digest, "dataset_digest": dataset.digest}

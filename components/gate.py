@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from components.config import GateConfig
+from shopdistill.components.config import GateConfig
 
 METRIC = "NDCG@10"
 EPS = 1e-12  # float slack, so that e.g. exactly 90% of the teacher passes a 0.90 rule

@@ -4,7 +4,7 @@ Scores against the whole catalogue are a short-and-wide product: (n, d) x (d, I)
 and I in the tens of thousands. torch's default CPU path for it (MKL sgemm in the x86 wheels) runs
 at 10-35 GFLOPS on the AMD EPYC machines this project runs on; oneDNN's linear kernel, shipped in
 the same torch build and run on the same thread pool, at 30-90. Measured on Beauty's 12,101 items
-(``python -m components.kernels`` prints these): d=16 x 256 rows 11.8 -> 4.3 ms,
+(``python -m shopdistill.benchmarks.kernel_timing`` prints these): d=16 x 256 rows 11.8 -> 4.3 ms,
 d=64 x 346 rows 26.1 -> 12.5 ms, 1 thread. For a handful of rows (single-request serving) MKL is
 faster, so small products keep the default path.
 
@@ -66,26 +66,3 @@ def item_scores(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if uses_onednn(hidden, weight):
         return _ONEDNN_LINEAR(hidden, weight, None, "none", [], "")
     return hidden @ weight.T
-
-
-def _timings(items: int = 12101, repeats: int = 50) -> None:  # pragma: no cover - a measuring aid
-    import time
-
-    global enabled
-    torch.set_num_threads(1)
-    for d, n in [(16, 1), (16, 256), (64, 346), (128, 256)]:
-        h, w = torch.randn(n, d), torch.randn(items, d)
-        row = []
-        for flag in (False, True):
-            enabled = flag
-            item_scores(h, w)
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                item_scores(h, w)
-            row.append((time.perf_counter() - t0) / repeats * 1e3)
-        print(f"d={d:<4} rows={n:<4} default {row[0]:7.2f} ms   item_scores {row[1]:7.2f} ms")
-    enabled = True
-
-
-if __name__ == "__main__":
-    _timings()

@@ -30,7 +30,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from components.config import RegistryConfig
+from shopdistill.components.config import RegistryConfig
 
 EXPERIMENT = "shopdistill"
 CHAMPION, CHALLENGER = "champion", "challenger"

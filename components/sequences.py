@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from components.data.dataset import Dataset, verify_dataset
+from shopdistill.components.data.dataset import Dataset, verify_dataset
 
 PAD = 0
 

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from components.data.dataset import Dataset
+from shopdistill.components.data.dataset import Dataset
 
 
 class NextItemScorer(nn.Module):

@@ -1,28 +1,32 @@
 """The nightly distillation flow: read top to bottom, it is the pipeline.
 
-    ingest -> validate -> teacher -> soft labels -> students (KD and no-KD) -> evaluate -> gate -> register
+    prepare_dataset -> train_teacher -> cache_soft_labels -> distill_student (KD and no-KD)
+    -> evaluate -> decide_gate -> register
+
+``prepare_dataset`` reads the source, checks it (Great Expectations), preprocesses and checks again.
 
 Run locally with no server to start by hand (Prefect starts a temporary one):
-    python -m flows.nightly [--profile demo] [--set key=value ...]
+    python -m shopdistill.flows.nightly [--profile demo] [--set key=value ...]
 A run whose candidate fails the gate registers it as ``challenger`` only and ends in a ``Failed`` state
 named ``GateFailed``, so a missed night is visible, never a silent Completed.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-import uuid
 
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.logging.loggers import flow_run_logger
 from prefect.states import Failed
 
-from components.config import PipelineConfig, RunParameters
-from tasks.data import ingest, validate
-from tasks.evaluation import decide_gate, evaluate
-from tasks.registration import register
-from tasks.training import cache_soft_labels, distill_student, train_teacher
+from shopdistill.components import stores
+from shopdistill.components.config import PipelineConfig, RunParameters
+from shopdistill.flows.environment import apply_quiet_defaults
+from shopdistill.tasks.data import prepare_dataset
+from shopdistill.tasks.evaluation import decide_gate, evaluate
+from shopdistill.tasks.registration import register
+from shopdistill.tasks.training import cache_soft_labels, distill_student, train_teacher
 
 
 def _summarise_failure(flow, flow_run, state) -> None:
@@ -32,11 +36,6 @@ def _summarise_failure(flow, flow_run, state) -> None:
         flow_run.name,
         state.message,
     )
-
-
-def new_run_dir(config: PipelineConfig) -> str:
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    return str(config.runtime.root / "runs" / f"{stamp}-nightly-{config.data.name}-{uuid.uuid4().hex[:6]}")
 
 
 @flow(
@@ -54,11 +53,10 @@ def nightly_distillation(
     """``params`` (profile + common knobs, a form in the UI) unless a full ``config`` is given."""
     log = get_run_logger()
     config = config or params.to_config()
-    run_dir = new_run_dir(config)
+    run_dir = str(stores.new_run_dir(config.runtime.root, config.data.name, "nightly"))
     root, runtime = str(config.runtime.root), config.runtime
 
-    dataset = ingest(config.data, root, run_dir)
-    dataset = validate(dataset, config.data.validation, run_dir)
+    dataset = prepare_dataset(config.data, root, run_dir)
     teacher = train_teacher(dataset, config.teacher, runtime)
     soft_labels = cache_soft_labels(dataset, teacher, config.distill, runtime)
     baseline = distill_student(dataset, None, config.student, config.distill, runtime, "student-nokd")
@@ -89,7 +87,18 @@ def nightly_distillation(
     return summary
 
 
-if __name__ == "__main__":
-    from flows.cli import main
+def _main(argv: list[str]) -> int:
+    """``python -m shopdistill.flows.nightly [--profile demo] [--set key=value ...]``: one run."""
+    parser = argparse.ArgumentParser(prog="python -m shopdistill.flows.nightly")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    state = nightly_distillation(
+        params=RunParameters(profile=args.profile, overrides=args.overrides), return_state=True
+    )
+    return 0 if state.is_completed() else 1
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+
+if __name__ == "__main__":
+    apply_quiet_defaults()
+    sys.exit(_main(sys.argv[1:]))

@@ -8,15 +8,15 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from components.artifacts import Handle, sha256_file, write_json_atomic
-from components.config import GateConfig, RegistryConfig, RuntimeConfig
-from components.evaluation import compare_models
-from components.gate import decide
-from components.registry import Registry
-from components.reporting import comparison_bars, learning_curves
-from components.sequences import SequenceData
-from components.training import load_model, load_teacher
-from tasks.policy import RETRY_DELAYS, retry_transient
+from shopdistill.components.artifacts import Handle, sha256_file, write_json_atomic
+from shopdistill.components.config import GateConfig, RegistryConfig, RuntimeConfig
+from shopdistill.components.evaluation import compare_models
+from shopdistill.components.gate import decide
+from shopdistill.components.models.checkpoint import load_model, load_teacher
+from shopdistill.components.registry import Registry
+from shopdistill.components.reporting import comparison_bars, learning_curves
+from shopdistill.components.sequences import SequenceData
+from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 
 
 def _champion(registry: RegistryConfig, runtime: RuntimeConfig, run_dir: Path, n_items: int):

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from components.artifacts import Handle, code_version, sha256_json
+from shopdistill.components.artifacts import Handle, code_version, sha256_json
 
 RETRY_DELAYS = [2, 10, 30]
 _DETERMINISTIC_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)

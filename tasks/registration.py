@@ -11,14 +11,14 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
 
-from components.artifacts import Handle, sha256_json
-from components.config import PipelineConfig, config_hash
-from components.data.dataset import Dataset, load_dataset
-from components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
-from components.registry import Registry, metric_name
-from components.serving import NextItemScorer
-from components.training import load_model
-from tasks.policy import RETRY_DELAYS, components_version, retry_transient
+from shopdistill.components.artifacts import Handle, sha256_json
+from shopdistill.components.config import PipelineConfig, config_hash
+from shopdistill.components.data.dataset import Dataset, load_dataset
+from shopdistill.components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
+from shopdistill.components.models.checkpoint import load_model
+from shopdistill.components.registry import Registry, metric_name
+from shopdistill.components.serving import NextItemScorer
+from shopdistill.tasks.policy import RETRY_DELAYS, components_version, retry_transient
 
 
 def _onnx_export(

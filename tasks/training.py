@@ -7,19 +7,18 @@ storage is wiped.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from components.artifacts import Handle, sha256_json
-from components.config import DistillConfig, RuntimeConfig, StudentConfig, TeacherConfig
-from components.distill.trainer import distill_student as train_student
-from components.quality import train_teacher_models
-from components.sequences import SequenceData
-from components.soft_labels import build_soft_labels
-from components.training import load_teacher
-from tasks.policy import RETRY_DELAYS, content_cache_key, retry_transient
+from shopdistill.components.artifacts import Handle
+from shopdistill.components.config import DistillConfig, RuntimeConfig, StudentConfig, TeacherConfig
+from shopdistill.components.distill import student as student_stage
+from shopdistill.components.models.checkpoint import load_teacher
+from shopdistill.components.sequences import SequenceData
+from shopdistill.components.soft_labels import writer as soft_label_stage
+from shopdistill.components.training import teacher as teacher_stage
+from shopdistill.tasks.policy import RETRY_DELAYS, content_cache_key, retry_transient
+from shopdistill.tasks.publish import soft_labels_markdown, student_markdown, teacher_markdown
 
 EXPENSIVE = dict(
     cache_key_fn=content_cache_key,
@@ -30,49 +29,35 @@ EXPENSIVE = dict(
 )
 
 
-def _history_table(history: list[dict]) -> str:
-    rows = ["| epoch | loss | valid NDCG@10 | valid HR@10 | s |", "|---|---|---|---|---|"]
-    rows += [
-        f"| {h['epoch']} | {h['loss']:.4f} | {h['valid']['NDCG@10']:.4f} | {h['valid']['HR@10']:.4f} | "
-        f"{h['seconds']:.1f} |"
-        for h in history
-    ]
-    return "\n".join(rows)
-
-
 @task(**EXPENSIVE)
 def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig) -> Handle:
     data = SequenceData.from_path(dataset.uri)
-    name = dataset.meta.get("name") or Path(dataset.uri).name
-    _, run = train_teacher_models(
-        teacher, data, dataset.sha256, runtime.root, name, runtime.seed, threads=runtime.threads
+    _, run = teacher_stage.train_teacher(
+        teacher,
+        data,
+        dataset.sha256,
+        runtime.root,
+        dataset.meta["name"],
+        runtime.seed,
+        threads=runtime.threads,
     )
     best = [m.best_valid["NDCG@10"] for m in run.members]
     create_markdown_artifact(
         key="teacher-metrics",
-        markdown=f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers"
-        f"{f', ensemble of {teacher.ensemble}' if teacher.ensemble > 1 else ''}: best validation NDCG@10 "
-        f"{', '.join(f'{b:.4f}' for b in best)} ({run.train_seconds:.0f} s of training)\n\n"
-        + _history_table(run.history),
+        markdown=teacher_markdown(teacher, best, run.train_seconds, run.history),
         description="Teacher training",
     )
-    return Handle(
-        str(run.checkpoint),
-        run.checkpoint_sha256,
-        "teacher",
-        {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble},
-    )
+    meta = {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble}
+    return Handle(str(run.checkpoint), run.checkpoint_sha256, "teacher", meta)
 
 
 @task(**EXPENSIVE)
 def cache_soft_labels(
     dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig
 ) -> Handle:
-    data = SequenceData.from_path(dataset.uri)
-    model = load_teacher(teacher.uri)  # a checkpoint or an ensemble record
-    handle, manifest, reused = build_soft_labels(
-        model,
-        data,
+    handle, manifest, reused = soft_label_stage.cache_soft_labels(
+        load_teacher(teacher.uri),
+        SequenceData.from_path(dataset.uri),
         runtime.root,
         teacher_digest=teacher.sha256,
         dataset_digest=dataset.sha256,
@@ -83,9 +68,7 @@ def cache_soft_labels(
     )
     create_markdown_artifact(
         key="soft-labels",
-        markdown=f"Teacher top-{manifest['top_k']} ({manifest['logits_dtype']} logits"
-        f"{', hidden states' if manifest['hidden_dim'] else ''}) for {manifest['rows']:,} training positions "
-        f"of {manifest['users']:,} users: `{handle.uri}`{' (reused)' if reused else ''}",
+        markdown=soft_labels_markdown(manifest, handle.uri, reused),
         description="Teacher soft-label cache",
     )
     return Handle(handle.uri, handle.sha256, handle.kind, {"rows": manifest["rows"], "reused": reused})
@@ -101,39 +84,22 @@ def distill_student(
     name: str,
 ) -> Handle:
     """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline)."""
-    data = SequenceData.from_path(dataset.uri)
-    key = sha256_json(
-        {
-            "data": dataset.sha256,
-            "cache": soft_labels.sha256 if soft_labels else None,
-            "student": student.model_dump(),
-            "distill": distill.model_dump() if soft_labels else None,
-            "seed": runtime.seed,
-        }
-    )
-    out = runtime.root / "students" / key[:12] / name
-    _, result = train_student(
-        data,
+    _, result = student_stage.distill_student(
+        SequenceData.from_path(dataset.uri),
         student.model,
         student.train,
         distill,
-        out,
-        cache_path=soft_labels.uri if soft_labels else None,
+        runtime.root,
+        dataset_digest=dataset.sha256,
+        cache=soft_labels,
         seed=runtime.seed,
         threads=runtime.threads,
         name=name,
     )
     create_markdown_artifact(
         key=f"{name}-training",
-        markdown=f"{name} (`{student.model.arch}` d={student.model.d_model}"
-        f"{', distilled' if soft_labels else ', hard labels only'}): best validation NDCG@10 "
-        f"{result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} ({result.stopped})\n\n"
-        + _history_table(result.history),
+        markdown=student_markdown(name, student, soft_labels is not None, result),
         description=f"{name} training",
     )
-    return Handle(
-        str(result.checkpoint),
-        result.checkpoint_sha256,
-        "student",
-        {"name": name, "history": result.history, "max_len": student.model.max_len},
-    )
+    meta = {"name": name, "history": result.history, "max_len": student.model.max_len}
+    return Handle(str(result.checkpoint), result.checkpoint_sha256, "student", meta)

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from shopdistill.flows.environment import apply_quiet_defaults
+
 # Prefect reads PREFECT_HOME when it is first imported: a private one per test session keeps cached
 # results and the temporary server's database out of ~/.prefect (and out of the next session).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="shopdistill-prefect-")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+apply_quiet_defaults()
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +48,26 @@ def prefect_harness():
     with prefect_test_harness(server_startup_timeout=120):
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small synthetic shop, prepared once per test session (no validation, for speed)."""
+    from shopdistill.components.config import DataConfig, PreprocessConfig, SyntheticSource
+    from shopdistill.components.data.dataset import load_dataset, prepare_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = DataConfig(
+        name="tiny",
+        source=SyntheticSource(seed=5, n_users=300, n_items=80),
+        preprocess=PreprocessConfig(dedupe="consecutive"),
+    )
+    result = prepare_dataset(cfg, root, validate=False)
+    return load_dataset(result.handle.uri)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_dataset):
+    from shopdistill.components.sequences import SequenceData
+
+    return SequenceData.from_dataset(tiny_dataset)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.config import AmazonSource
-from components.data.schema import DataSourceError, source_interactions, source_items
+from shopdistill.components.config import AmazonSource
+from shopdistill.components.data.schema import DataSourceError, source_interactions, source_items
 
 
 def _read_lines(path: Path) -> list[list[str]]:

@@ -18,17 +18,24 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from components.artifacts import Handle, atomic_directory, sha256_file, verify_manifest, write_json_atomic
-from components.config import DataConfig
-from components.data.preprocess import PreparedFrames, prepare_frames
-from components.data.schema import (
+from shopdistill.components import stores
+from shopdistill.components.artifacts import (
+    Handle,
+    atomic_directory,
+    sha256_file,
+    verify_manifest,
+    write_json_atomic,
+)
+from shopdistill.components.config import DataConfig
+from shopdistill.components.data.preprocess import PreparedFrames, prepare_frames
+from shopdistill.components.data.schema import (
     SCHEMA_VERSION,
     TABLE_SCHEMAS,
     DatasetCorruptError,
     DataSourceError,
     to_arrow,
 )
-from components.data.sources import describe_source, read_source
+from shopdistill.components.data.sources import describe_source, read_source
 
 MANIFEST = "manifest.json"
 KIND = "dataset"
@@ -98,13 +105,11 @@ def _counts(prep: PreparedFrames) -> dict[str, Any]:
     }
 
 
-def dataset_dir(root: Path, name: str, digest: str) -> Path:
-    return Path(root) / "datasets" / f"{name}-{digest[:12]}"
-
-
 def verify_dataset(path: str | Path) -> dict[str, Any]:
     """Return the manifest if every listed file exists with its recorded size and sha256, else raise."""
-    return verify_manifest(path, what="prepared dataset", schema_version=SCHEMA_VERSION, error=DatasetCorruptError)
+    return verify_manifest(
+        path, what="prepared dataset", schema_version=SCHEMA_VERSION, error=DatasetCorruptError
+    )
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -116,7 +121,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
 
 def _validate(frames: dict[str, pd.DataFrame], suites: list, docs_dir: Path | None):
-    from components.validation import run_suites
+    from shopdistill.components.validation import run_suites
 
     report = run_suites(frames, suites, docs_dir)
     report.raise_for_failures()
@@ -144,7 +149,11 @@ def prepare_dataset(
         raise DataSourceError(f"the data source {describe_source(cfg.source)} has no interactions")
     report_raw = None
     if validate:
-        from components.validation.suites import interaction_suite, item_suite, with_catalogue_flag
+        from shopdistill.components.validation.suites import (
+            interaction_suite,
+            item_suite,
+            with_catalogue_flag,
+        )
 
         report_raw = _validate(
             {"interactions": with_catalogue_flag(interactions, items), "items": items},
@@ -154,8 +163,8 @@ def prepare_dataset(
     prep = prepare_frames(interactions, items, cfg.preprocess)
     report = None
     if validate:
-        from components.validation import ValidationReport
-        from components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
+        from shopdistill.components.validation import ValidationReport
+        from shopdistill.components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
 
         report_prep = _validate(
             {"prepared": prep.interactions, "sequences": sequence_lengths(prep.interactions)},
@@ -171,7 +180,7 @@ def prepare_dataset(
         "item_map": prep.item_map,
     }
     digest = content_digest(tables)
-    target = dataset_dir(Path(root), cfg.name, digest)
+    target = stores.dataset_dir(Path(root), cfg.name, digest)
     reused = False
     try:
         manifest = verify_dataset(target)

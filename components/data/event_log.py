@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.config import CatalogFile, EventLogSource
-from components.data.schema import DataSourceError, source_interactions, source_items
+from shopdistill.components.config import CatalogFile, EventLogSource
+from shopdistill.components.data.schema import DataSourceError, source_interactions, source_items
 
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
 # Unix seconds beyond this (year 5138) are taken to be milliseconds.
@@ -29,10 +29,14 @@ def _format_of(path: Path, declared: str) -> str:
         return "parquet"
     if suffix in (".csv", ".tsv", ".txt", ".gz"):
         return "csv"
-    raise DataSourceError(f"{path}: cannot tell the format from the suffix {suffix!r}; set format: csv or parquet")
+    raise DataSourceError(
+        f"{path}: cannot tell the format from the suffix {suffix!r}; set format: csv or parquet"
+    )
 
 
-def read_table(path: Path, fmt: str, delimiter: str, encoding: str, required: list[str], what: str) -> pd.DataFrame:
+def read_table(
+    path: Path, fmt: str, delimiter: str, encoding: str, required: list[str], what: str
+) -> pd.DataFrame:
     """Read a CSV/Parquet file as strings (CSV) with clear errors; check that ``required`` columns exist."""
     if not path.exists():
         raise DataSourceError(f"{what} file not found: {path}")
@@ -59,7 +63,9 @@ def read_table(path: Path, fmt: str, delimiter: str, encoding: str, required: li
         except pd.errors.EmptyDataError:
             raise DataSourceError(f"{what} file is empty: {path}") from None
         except pd.errors.ParserError as exc:
-            raise DataSourceError(f"{what} file {path} cannot be parsed as CSV with delimiter {delimiter!r}: {exc}") from None
+            raise DataSourceError(
+                f"{what} file {path} cannot be parsed as CSV with delimiter {delimiter!r}: {exc}"
+            ) from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         found = list(frame.columns)
@@ -98,7 +104,9 @@ def parse_timestamps(values: pd.Series, unit: str, where: str) -> np.ndarray:
         seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     if missing.any():
         rows = np.flatnonzero(missing.to_numpy())[:3].tolist()
-        raise DataSourceError(f"{where}: {int(missing.sum())} timestamp(s) are empty, e.g. at data rows {rows}")
+        raise DataSourceError(
+            f"{where}: {int(missing.sum())} timestamp(s) are empty, e.g. at data rows {rows}"
+        )
     if bad.any():
         idx = np.flatnonzero(bad.to_numpy())
         examples = ", ".join(f"row {i}: {raw.iloc[i]!r}" for i in idx[:3])
@@ -126,7 +134,9 @@ def _parse_prices(values: pd.Series, where: str) -> np.ndarray:
     bad = numeric.isna() & values.notna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataSourceError(f"{where}: {int(bad.sum())} price(s) are not numbers, e.g. row {i}: {values.iloc[i]!r}")
+        raise DataSourceError(
+            f"{where}: {int(bad.sum())} price(s) are not numbers, e.g. row {i}: {values.iloc[i]!r}"
+        )
     return numeric.to_numpy(dtype="float64", na_value=np.nan)
 
 
@@ -134,7 +144,19 @@ def read_event_log(src: EventLogSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read an event log into source frames ``(interactions, items)``."""
     m = src.columns
     required = [
-        c for c in (m.user, m.item, m.timestamp, m.event, m.price, m.category, m.session, m.order, m.time_offset) if c
+        c
+        for c in (
+            m.user,
+            m.item,
+            m.timestamp,
+            m.event,
+            m.price,
+            m.category,
+            m.session,
+            m.order,
+            m.time_offset,
+        )
+        if c
     ]
     frame = read_table(src.path, src.format, src.delimiter, src.encoding, required, "event log")
     where = f"event log {src.path}, column {m.timestamp!r}"

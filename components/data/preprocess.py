@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from components.config import PreprocessConfig
-from components.data.schema import EVENT_STRENGTH, DatasetTooSmallError
+from shopdistill.components.config import PreprocessConfig
+from shopdistill.components.data.schema import EVENT_STRENGTH, DatasetTooSmallError
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,7 @@ def time_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: float)
     return split
 
 
-def prepare_frames(
-    interactions: pd.DataFrame, items: pd.DataFrame, cfg: PreprocessConfig
-) -> PreparedFrames:
+def prepare_frames(interactions: pd.DataFrame, items: pd.DataFrame, cfg: PreprocessConfig) -> PreparedFrames:
     """Source frames -> prepared frames: dedupe, k-core, id maps, chronological order, split."""
     n_raw = len(interactions)
     frame = dedupe(sort_chronologically(interactions), cfg.dedupe)

@@ -73,9 +73,7 @@ class DatasetCorruptError(DataSourceError):
     """A stored dataset does not match its manifest (missing file, checksum mismatch)."""
 
 
-def source_interactions(
-    user_id, item_id, ts, event, price=None, session_id=None, seq=None
-) -> pd.DataFrame:
+def source_interactions(user_id, item_id, ts, event, price=None, session_id=None, seq=None) -> pd.DataFrame:
     """Build a source interactions frame with canonical dtypes (ids as strings)."""
     n = len(user_id)
     frame = pd.DataFrame(

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-from components.config import AmazonSource, DataSource, EventLogSource, SyntheticSource
+from shopdistill.components.config import AmazonSource, DataSource, EventLogSource, SyntheticSource
 
 
 def read_source(source: DataSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read any configured source into source frames ``(interactions, items)`` (see ``schema.py``)."""
     if isinstance(source, SyntheticSource):
-        from components.data.synthetic import generate
+        from shopdistill.components.data.synthetic import generate
 
         return generate(source)
     if isinstance(source, EventLogSource):
-        from components.data.event_log import read_event_log
+        from shopdistill.components.data.event_log import read_event_log
 
         return read_event_log(source)
     if isinstance(source, AmazonSource):
-        from components.data.amazon import read_amazon
+        from shopdistill.components.data.amazon import read_amazon
 
         return read_amazon(source)
     raise TypeError(f"unknown data source {type(source).__name__}")

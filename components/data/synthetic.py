@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from components.config import SyntheticSource
-from components.data.schema import source_interactions, source_items
+from shopdistill.components.config import SyntheticSource
+from shopdistill.components.data.schema import source_interactions, source_items
 
 # department -> leaf category -> (noun used in titles, base price, complementary leaf categories)
 TAXONOMY: dict[str, dict[str, tuple[str, float, tuple[str, ...]]]] = {
@@ -116,8 +116,34 @@ TAXONOMY: dict[str, dict[str, tuple[str, float, tuple[str, ...]]]] = {
 TIER_NAMES = ("Basic", "Plus", "Pro")
 TIER_PRICE = np.array([0.7, 1.0, 1.6])
 _SYLLABLES = (
-    "lu", "mi", "ra", "ko", "ve", "zen", "tor", "na", "pix", "ar", "sol", "ly", "qu", "bel", "dor",
-    "fi", "ga", "no", "vo", "tek", "ma", "ri", "sa", "on", "el", "ix", "ta", "ro",
+    "lu",
+    "mi",
+    "ra",
+    "ko",
+    "ve",
+    "zen",
+    "tor",
+    "na",
+    "pix",
+    "ar",
+    "sol",
+    "ly",
+    "qu",
+    "bel",
+    "dor",
+    "fi",
+    "ga",
+    "no",
+    "vo",
+    "tek",
+    "ma",
+    "ri",
+    "sa",
+    "on",
+    "el",
+    "ix",
+    "ta",
+    "ro",
 )
 MAX_COMPLEMENTS = 4
 MAX_VIEWS_PER_USER = 400
@@ -217,9 +243,9 @@ def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue
         w = rng.dirichlet(np.full(len(members), 0.7))
         brand[mask] = rng.choice(members, size=mask.sum(), p=w)
     tier = brand_tier[brand]
-    price = np.round(
-        np.array(base_price)[leaf] * TIER_PRICE[tier] * rng.lognormal(0.0, 0.25, n_items), 0
-    ) - 0.01
+    price = (
+        np.round(np.array(base_price)[leaf] * TIER_PRICE[tier] * rng.lognormal(0.0, 0.25, n_items), 0) - 0.01
+    )
     price = np.maximum(price, 0.99)
 
     rank = rng.permutation(n_items) + 1
@@ -425,7 +451,11 @@ def generate(cfg: SyntheticSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     src = np.concatenate([np.arange(len(view_user)), cart_rows, buy_rows])
     ts = np.concatenate([base_ts, cart_ts, buy_ts])
     kind = np.concatenate(
-        [np.zeros(len(view_user), np.int8), np.ones(len(cart_rows), np.int8), np.full(len(buy_rows), 2, np.int8)]
+        [
+            np.zeros(len(view_user), np.int8),
+            np.ones(len(cart_rows), np.int8),
+            np.full(len(buy_rows), 2, np.int8),
+        ]
     )
     order = np.lexsort((kind, ts, view_user[src]))
     src, ts, kind = src[order], ts[order], kind[order]

@@ -1,6 +1,9 @@
 """Distillation losses. Each takes student tensors (with gradients) and cached teacher tensors
 (constants), so gradients reach only the student and its projector.
 
+The full-catalogue forms of logits and ranking KD run in training inside the fused output layer
+(``fused.py``, which is tested against these modules); these are their reference formulas.
+
 Conventions that implementations often get wrong, followed here: KL(teacher || student) is
 ``kl_div(student_log_probs, teacher_probs)``; ``reduction="batchmean"`` (sum over the distribution,
 mean over rows), not ``"mean"``; the soft term is multiplied by T^2 so its gradient scale does not
@@ -43,12 +46,18 @@ class LogitsKD(nn.Module):
         self, student_scores: torch.Tensor, topk_cols: torch.Tensor, teacher_logits: torch.Tensor
     ) -> torch.Tensor:
         # student_scores: (N, I) over the catalogue; topk_cols: (N, K) columns; teacher_logits: (N, K)
-        p_teacher = F.softmax(teacher_logits / self.t, dim=-1)  # (N, K)
         if self.mode == "topk":
-            log_q = F.log_softmax(student_scores.gather(1, topk_cols) / self.t, dim=-1)  # (N, K)
-        else:
-            log_q = F.log_softmax(student_scores / self.t, dim=-1).gather(1, topk_cols)  # (N, K)
+            return topk_logits_kd(student_scores.gather(1, topk_cols), teacher_logits, self.t)
+        p_teacher = F.softmax(teacher_logits / self.t, dim=-1)  # (N, K)
+        log_q = F.log_softmax(student_scores / self.t, dim=-1).gather(1, topk_cols)  # (N, K)
         return F.kl_div(log_q, p_teacher, reduction="batchmean") * self.t**2
+
+
+def topk_logits_kd(student_k: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``LogitsKD(mode="topk")`` on the student's scores at the teacher's K items (both (N, K))."""
+    p_teacher = F.softmax(teacher_logits / temperature, dim=-1)  # (N, K)
+    log_q = F.log_softmax(student_k / temperature, dim=-1)  # (N, K)
+    return F.kl_div(log_q, p_teacher, reduction="batchmean") * temperature**2
 
 
 class FeatureKD(nn.Module):

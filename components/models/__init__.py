@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from components.config import ModelConfig
-from components.kernels import item_scores
+from shopdistill.components.config import ModelConfig
+from shopdistill.components.kernels import item_scores
 
 
 class ModelOutput(NamedTuple):
@@ -25,11 +25,11 @@ class ModelOutput(NamedTuple):
 def build_model(cfg: ModelConfig, n_items: int) -> nn.Module:
     """The model ``cfg.arch`` for a catalogue of ``n_items`` (ids 1..n_items; 0 is padding)."""
     if cfg.arch == "sasrec":
-        from components.models.sasrec import SASRec
+        from shopdistill.components.models.sasrec import SASRec
 
         return SASRec(n_items, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.ffn_mult)
     if cfg.arch == "gru":
-        from components.models.gru import GRURec
+        from shopdistill.components.models.gru import GRURec
 
         return GRURec(n_items, cfg.d_model, max(cfg.n_layers, 1), cfg.dropout)
     raise ValueError(f"unknown model architecture {cfg.arch!r} (sasrec, gru)")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models import ModelOutput
+from shopdistill.components.models import ModelOutput
 
 
 class Ensemble(nn.Module):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from components.models import ModelOutput, catalogue_scores
-from components.models.layers import Dropout
+from shopdistill.components.models import ModelOutput, catalogue_scores
+from shopdistill.components.models.layers import Dropout
 
 
 class GRURec(nn.Module):

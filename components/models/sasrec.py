@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from components.models import ModelOutput, catalogue_scores
-from components.models.layers import Block, Dropout
+from shopdistill.components.models import ModelOutput, catalogue_scores
+from shopdistill.components.models.layers import Block, Dropout
 
 
 class SASRec(nn.Module):

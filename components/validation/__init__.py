@@ -3,6 +3,11 @@
 This package is the only place that imports great_expectations (enforced by import-linter).
 """
 
-from components.validation.runner import CheckResult, DataValidationError, ValidationReport, run_suites
+from shopdistill.components.validation.runner import (
+    CheckResult,
+    DataValidationError,
+    ValidationReport,
+    run_suites,
+)
 
 __all__ = ["CheckResult", "DataValidationError", "ValidationReport", "run_suites"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from components.validation.suites import CRITICAL, Suite
+from shopdistill.components.validation.suites import CRITICAL, Suite
 
 EXAMPLES = 5
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from components.config import ValidationConfig
-from components.data.schema import SPLITS
+from shopdistill.components.config import ValidationConfig
+from shopdistill.components.data.schema import SPLITS
 
 CRITICAL = "critical"
 WARNING = "warning"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import components.export as export
-from components.config import ModelConfig
-from components.evaluation import evaluate_model
-from components.export import (
+import shopdistill.components.export as export
+from shopdistill.components.config import ModelConfig
+from shopdistill.components.evaluation import evaluate_model
+from shopdistill.components.export import (
     ExportError,
     OnnxScorer,
     OnnxUnavailableError,
@@ -20,9 +20,9 @@ from components.export import (
     export_student,
     require_onnx,
 )
-from components.models import build_model
-from components.serving import NextItemScorer, recommend_for_user
-from components.training import save_model
+from shopdistill.components.models import build_model
+from shopdistill.components.models.checkpoint import save_model
+from shopdistill.components.serving import NextItemScorer, recommend_for_user
 
 MAX_LEN = 6
 ARCHS = ["sasrec", "gru"]

@@ -1,7 +1,7 @@
 import pytest
 
-from components.config import GateConfig
-from components.gate import decide
+from shopdistill.components.config import GateConfig
+from shopdistill.components.gate import decide
 
 TEACHER = {"NDCG@10": 0.050}
 BASE = {"NDCG@10": 0.040}

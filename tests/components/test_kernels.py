@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from components import kernels
-from components.kernels import item_scores, uses_onednn
+from shopdistill.components import kernels
+from shopdistill.components.kernels import item_scores, uses_onednn
 
 needs_onednn = pytest.mark.skipif(
     kernels._ONEDNN_LINEAR is None, reason="this torch build has no usable oneDNN linear kernel"

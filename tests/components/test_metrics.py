@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.metrics import (
+from shopdistill.components.metrics import (
     RankingAccumulator,
     mask_seen,
     popularity_percentile,

@@ -1,8 +1,8 @@
 import mlflow
 import pytest
 
-from components.config import RegistryConfig
-from components.registry import (
+from shopdistill.components.config import RegistryConfig
+from shopdistill.components.registry import (
     CHALLENGER,
     CHAMPION,
     NoOnnxExportError,

@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-import components.export as export
-import tasks.data as data_tasks
-import tasks.registration as registration_tasks
-import tasks.training as training_tasks
-from components.config import load_config
-from components.data.schema import DataSourceError
-from components.registry import CHALLENGER, CHAMPION, Registry
-from flows.cli import main as cli
-from flows.nightly import nightly_distillation
+import shopdistill.components.export as export
+import shopdistill.tasks.data as data_tasks
+import shopdistill.tasks.registration as registration_tasks
+import shopdistill.tasks.training as training_tasks
+from shopdistill.components.config import load_config
+from shopdistill.components.data.schema import DataSourceError
+from shopdistill.components.registry import CHALLENGER, CHAMPION, Registry
+from shopdistill.flows.cli import main as cli
+from shopdistill.flows.nightly import nightly_distillation
 from tests.tiny import TINY_PIPELINE
 
 TINY = [
@@ -23,7 +23,7 @@ TINY = [
     "gate.min_ratio_to_teacher=0.5",
 ]
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def tiny_config(root: Path, *extra: str):
@@ -42,14 +42,22 @@ def counted(monkeypatch):
 
         return wrapper
 
-    # "fit": teacher trainings (the task trains through components.quality.train_teacher_models)
+    # "fit": teacher trainings (the task trains through components.training.teacher)
     monkeypatch.setattr(
-        training_tasks, "train_teacher_models", counting("fit", training_tasks.train_teacher_models)
+        training_tasks.teacher_stage,
+        "train_teacher",
+        counting("fit", training_tasks.teacher_stage.train_teacher),
     )
     monkeypatch.setattr(
-        training_tasks, "build_soft_labels", counting("soft_labels", training_tasks.build_soft_labels)
+        training_tasks.soft_label_stage,
+        "cache_soft_labels",
+        counting("soft_labels", training_tasks.soft_label_stage.cache_soft_labels),
     )
-    monkeypatch.setattr(training_tasks, "train_student", counting("student", training_tasks.train_student))
+    monkeypatch.setattr(
+        training_tasks.student_stage,
+        "distill_student",
+        counting("student", training_tasks.student_stage.distill_student),
+    )
     return calls
 
 
@@ -74,7 +82,7 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     run_dir = Path(summary["run_dir"])
     for name in ("report.json", "report.md", "gate.json", "learning_curves.png", "comparison.png"):
         assert (run_dir / name).is_file(), name
-    assert (run_dir / "data_docs" / "stored" / "index.html").is_file()
+    assert (run_dir / "data_docs" / "index.html").is_file()
     registry = Registry(config.registry, tmp_path)
     champion = registry.champion()
     assert champion.version == "1" and set(champion.aliases) == {CHALLENGER, CHAMPION}
@@ -164,7 +172,7 @@ def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path, monkeypa
 
 def test_a_transient_error_is_retried_and_a_deterministic_one_is_not(tmp_path, monkeypatch):
     config = tiny_config(tmp_path)
-    real = data_tasks.prepare_dataset
+    real = data_tasks.dataset_stage.prepare_dataset
     calls = []
 
     def flaky(*args, **kwargs):
@@ -173,13 +181,13 @@ def test_a_transient_error_is_retried_and_a_deterministic_one_is_not(tmp_path, m
             raise OSError("I/O error: the disk hiccuped")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data_tasks, "prepare_dataset", flaky)
+    monkeypatch.setattr(data_tasks.dataset_stage, "prepare_dataset", flaky)
 
     @flow
-    def only_ingest():
-        return data_tasks.ingest(config.data, str(tmp_path), str(tmp_path / "run"))
+    def only_prepare():
+        return data_tasks.prepare_dataset(config.data, str(tmp_path), str(tmp_path / "run"))
 
-    handle = only_ingest()
+    handle = only_prepare()
     assert len(calls) == 2 and Path(handle.uri).is_dir()
 
     calls.clear()
@@ -188,7 +196,7 @@ def test_a_transient_error_is_retried_and_a_deterministic_one_is_not(tmp_path, m
         calls.append(1)
         raise DataSourceError("event log file not found: /nowhere.csv")
 
-    monkeypatch.setattr(data_tasks, "prepare_dataset", broken)
+    monkeypatch.setattr(data_tasks.dataset_stage, "prepare_dataset", broken)
     with pytest.raises(DataSourceError, match="event log file not found"):
-        only_ingest()
+        only_prepare()
     assert len(calls) == 1

@@ -1,0 +1,1 @@
+"""Benchmarks and the quality study. They import the components; nothing in the product imports them."""

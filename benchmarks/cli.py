@@ -1,0 +1,157 @@
+"""``shopdistill bench ...``: the benchmarks as a plugin command of the ``shopdistill`` CLI.
+
+Registered through the ``shopdistill.commands`` entry point (pyproject.toml), so the product's CLI
+lists it without importing this package. Exit codes as the CLI's: 1 bad data, 2 bad usage, 3 a
+benchmark target missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from shopdistill.components import stores
+from shopdistill.components.config import PipelineConfig, load_config
+
+
+def register(
+    sub: argparse._SubParsersAction, add_config_args: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Add ``bench quality|study|speed`` to the CLI's sub-commands."""
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    quality = bench_sub.add_parser("quality", help="teacher vs. students with and without KD (test split)")
+    add_config_args(quality)
+    quality.add_argument(
+        "--students", default=None, help="student architectures, comma-separated (default: the profile's)"
+    )
+    quality.add_argument("--requests", type=int, default=1000, help="latency requests per model")
+    study = bench_sub.add_parser(
+        "study", help="distillation study: ablation, temperature, top-K, sizes, seeds"
+    )
+    add_config_args(study)
+    study.add_argument("--full", action="store_true", help="every group (default: the headline rows only)")
+    study.add_argument(
+        "--groups",
+        default=None,
+        help="only these groups, comma-separated: headline, ablation, temperature, top_k, size",
+    )
+    study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
+    study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")
+    study.add_argument("--students", default="sasrec,gru", help="student architectures of the headline rows")
+    study.add_argument("--requests", type=int, default=500, help="latency requests per architecture")
+    speed = bench_sub.add_parser("speed", help="serving, distillation cost, cache I/O, training speed, scale")
+    add_config_args(speed)
+    speed.add_argument("--full", action="store_true", help="adds 10M interactions and teacher convergence")
+    speed.add_argument("--only", default="", help="sections, comma-separated (serving, distill_cost, ...)")
+    speed.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
+    speed.add_argument("--requests", type=int, default=1000, help="latency requests per run")
+    bench.set_defaults(handler=run_bench, default_profile="beauty")
+
+
+def run_bench(config: PipelineConfig, args: argparse.Namespace) -> int:
+    if args.bench_command == "study":
+        return bench_study(config, args)
+    if args.bench_command == "speed":
+        return bench_speed(config, args)
+    students = tuple(args.students.split(",")) if args.students else None
+    return bench_quality(config, students, args.requests)
+
+
+def _bench(run, out: Path, report: str, checks: str) -> int:
+    """Run a benchmark; bad data exits 1, a missed target 3; the markdown report is printed."""
+    from shopdistill.components.data.schema import DataSourceError
+    from shopdistill.components.validation import DataValidationError
+
+    try:
+        result = run()
+    except (DataSourceError, DataValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print((out / report).read_text())
+    print(f"report: {out / report} (+ JSON{' and plots' if report == 'study.md' else ''} in {out})")
+    return 0 if all(t["passed"] for t in result[checks]) else 3
+
+
+def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requests: int) -> int:
+    """Teacher vs. student with and without KD on the test split; JSON + markdown report."""
+    from shopdistill.benchmarks.quality import run_quality_benchmark
+
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-quality")
+    return _bench(
+        lambda: run_quality_benchmark(config, out, students=students, requests=requests),
+        out,
+        "report.md",
+        "targets",
+    )
+
+
+def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """The distillation study (quick grid, or every group with --full) over seeds; JSON + markdown + plots."""
+    from shopdistill.benchmarks.study import run_study, study_grid
+
+    groups = tuple(args.groups.split(",")) if args.groups else None
+    try:
+        study_grid(
+            config, args.full, tuple(args.students.split(",")), groups
+        )  # a bad name fails before any work
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-study")
+
+    def run() -> dict:
+        cfg = _with_recipe(config, args) if args.recipe else config
+        return run_study(
+            cfg,
+            out,
+            seeds=tuple(int(s) for s in args.seeds.split(",")),
+            full=args.full,
+            archs=tuple(args.students.split(",")),
+            groups=groups,
+            requests=args.requests,
+        )
+
+    return _bench(run, out, "study.md", "checks")
+
+
+def _with_recipe(config: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
+    """Model sizes from the dataset's statistics; settings given with --set still win."""
+    from shopdistill.benchmarks.recipe import dataset_stats, suggest
+    from shopdistill.components.data.dataset import prepare_dataset
+    from shopdistill.components.sequences import SequenceData
+
+    prepared = prepare_dataset(config.data, config.runtime.root)
+    stats = dataset_stats(SequenceData.from_path(prepared.handle.uri))
+    explicit = {item.split("=", 1)[0] for item in args.overrides}
+    chosen = {k: v for k, v in suggest(stats).items() if k not in explicit}
+    print("recipe: " + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f" (from {stats})")
+    profile = args.profile if args.profile or args.config else "beauty"
+    return load_config(
+        args.config, profile=profile, overrides=[*(f"{k}={v}" for k, v in chosen.items()), *args.overrides]
+    )
+
+
+def bench_speed(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """Serving, distillation cost, cache I/O, training speed and scale; JSON + markdown."""
+    from shopdistill.benchmarks.speed import SECTIONS, run_perf_benchmark
+
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-speed")
+    sections = tuple(args.only.split(",")) if args.only else SECTIONS
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(
+            f"error: unknown benchmark section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}",
+            file=sys.stderr,
+        )
+        return 2
+    return _bench(
+        lambda: run_perf_benchmark(
+            config, out, full=args.full, repeats=args.repeats, requests=args.requests, sections=sections
+        ),
+        out,
+        "report.md",
+        "targets",
+    )

@@ -1,0 +1,344 @@
+"""Typed pipeline configuration: one frozen pydantic model per stage, composed into `PipelineConfig`.
+
+Profiles are YAML files under ``data/profiles/`` (``demo``, ``beauty``, ...). Loading rejects unknown
+keys and reports every problem with its dotted key and the file it came from. Relative paths inside a
+YAML file are resolved against that file's folder; paths given with ``--set`` against the current
+directory. Models are defined at module level so Prefect can pickle them as flow parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
+
+CANONICAL_EVENTS = ("view", "click", "cart", "purchase", "review")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and the file."""
+
+
+def default_data_dir() -> Path:
+    """Root of run outputs: ``$SHOPDISTILL_DATA_DIR``, else ``data/`` in the current directory."""
+    env = os.environ.get("SHOPDISTILL_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else Path.cwd() / "data"
+
+
+def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    value = Path(value).expanduser()
+    if not value.is_absolute():
+        base = (info.context or {}).get("base_dir") or Path.cwd()
+        value = Path(base) / value
+    return Path(os.path.normpath(value))
+
+
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class StrictModel(BaseModel):
+    """Frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------- data sources
+class SyntheticSource(StrictModel):
+    """The built-in synthetic shop (components/data/synthetic.py). Deterministic from ``seed``."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    seed: int = 0
+    n_users: int = Field(2_000, ge=10)
+    n_items: int = Field(600, ge=30)
+    n_brands: int = Field(60, ge=2)
+    sessions_per_user: float = Field(3.0, gt=0, description="mean sessions per user (Poisson, >= 1)")
+    views_per_session: float = Field(4.0, gt=0, description="mean product views per session")
+    zipf_exponent: float = Field(1.05, ge=0, description="item popularity ~ rank^-exponent")
+    p_complement: float = Field(0.45, ge=0, le=1, description="next view is a complement of the last")
+    p_same_category: float = Field(0.25, ge=0, le=1, description="next view is a substitute")
+    p_cart: float = Field(0.25, ge=0, le=1, description="a view becomes an add-to-cart")
+    p_purchase: float = Field(0.5, ge=0, le=1, description="a cart becomes a purchase")
+    brand_loyalty: float = Field(0.35, ge=0, le=1, description="mean chance to pick a favourite brand")
+    taste_drift: float = Field(0.5, ge=0, le=1, description="how far tastes move over the time span")
+    start: str = "2025-01-01"
+    days: int = Field(365, ge=1)
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> SyntheticSource:
+        if self.p_complement + self.p_same_category > 1:
+            raise ValueError("p_complement + p_same_category must be <= 1")
+        return self
+
+
+class ColumnMapping(StrictModel):
+    """Names of the source columns that hold each canonical field (None: absent)."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    event: str | None = None
+    price: str | None = None
+    category: str | None = None
+    session: str | None = None
+    order: str | None = Field(None, description="tie-breaker for equal timestamps, e.g. a sequence no.")
+    time_offset: str | None = Field(
+        None, description="added to the timestamp, e.g. ms since session start next to a date column"
+    )
+
+
+class CatalogMapping(StrictModel):
+    item: str = "item_id"
+    title: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price: str | None = None
+
+
+class CatalogFile(StrictModel):
+    path: ResolvedPath
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    columns: CatalogMapping = CatalogMapping()
+
+
+class EventLogSource(StrictModel):
+    """A CSV or Parquet event log with a column mapping, plus an optional catalogue file."""
+
+    kind: Literal["event_log"] = "event_log"
+    path: ResolvedPath
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    columns: ColumnMapping = ColumnMapping()
+    timestamp_unit: Literal["auto", "s", "ms", "iso"] = "auto"
+    time_offset_unit: Literal["s", "ms"] = "ms"
+    event_map: dict[str, str] = Field(
+        default_factory=dict, description="raw event value -> canonical event (view/cart/...)"
+    )
+    default_event: str = Field("view", description="event used when no event column is mapped")
+    catalog: CatalogFile | None = None
+
+
+class AmazonSource(StrictModel):
+    """The Amazon review benchmark files (S3-Rec preprocessing): ``<name>.txt`` and friends."""
+
+    kind: Literal["amazon"] = "amazon"
+    path: ResolvedPath
+    name: str = "Beauty"
+
+
+def _source_kind(value: Any) -> str:
+    """The ``kind`` tag of a data source; a source without one is the synthetic default."""
+    if isinstance(value, dict):
+        return value.get("kind", "synthetic")
+    return getattr(value, "kind", "synthetic")
+
+
+DataSource = Annotated[
+    Annotated[SyntheticSource, Tag("synthetic")]
+    | Annotated[EventLogSource, Tag("event_log")]
+    | Annotated[AmazonSource, Tag("amazon")],
+    Discriminator(_source_kind),
+]
+
+
+class PreprocessConfig(StrictModel):
+    dedupe: Literal["none", "exact", "consecutive", "user_item_first"] = Field(
+        "exact",
+        description=(
+            "none: keep every row; exact: drop rows equal in user, item, ts and event; consecutive: "
+            "collapse back-to-back rows of one item into one (strongest event kept); user_item_first: "
+            "keep each user's first interaction with an item"
+        ),
+    )
+    min_user_interactions: int = Field(0, ge=0, description="k-core: users need this many (0: off)")
+    min_item_interactions: int = Field(0, ge=0, description="k-core: items need this many (0: off)")
+    split: Literal["leave_one_out", "time"] = "leave_one_out"
+    valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
+
+
+class ValidationConfig(StrictModel):
+    allowed_events: tuple[str, ...] = CANONICAL_EVENTS
+    min_timestamp: str = "1995-01-01"
+    max_future_seconds: int = Field(86_400, ge=0, description="tolerated clock skew into the future")
+    max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="share of exactly repeated rows")
+    min_users: int = Field(10, ge=1)
+    min_items: int = Field(10, ge=1)
+    min_interactions: int = Field(100, ge=1)
+    max_sequence_length: int = Field(10_000, ge=1, description="longer user histories look like bots")
+    mean_sequence_length: tuple[float, float] = Field(
+        (2.0, 500.0), description="warn-only drift check on the mean history length"
+    )
+    min_title_coverage: float = Field(0.9, ge=0, le=1, description="warn-only: share with a title")
+
+
+class DataConfig(StrictModel):
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    source: DataSource = SyntheticSource()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+# ------------------------------------------------------------------------------- models and training
+class ModelConfig(StrictModel):
+    arch: Literal["sasrec", "gru"] = "sasrec"
+    d_model: int = Field(64, ge=2)
+    n_layers: int = Field(2, ge=0)
+    n_heads: int = Field(1, ge=1)
+    ffn_mult: int = Field(4, ge=1, description="feed-forward width = ffn_mult * d_model")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    max_len: int = Field(50, ge=2)
+
+
+def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
+    """Leave an option out of a dump while it has its default (stored models are keyed by dumps)."""
+    if dumped.get(key) == default:
+        dumped.pop(key)
+    return dumped
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    sampled_negatives: int | None = Field(
+        None, ge=1, description="sampled softmax with this many shared negatives (None: full softmax)"
+    )
+    sampling: Literal["uniform", "mixed"] = Field(
+        "uniform",
+        description="where sampled negatives come from: uniform over the catalogue, or half uniform and "
+        "half by training popularity (logQ-corrected)",
+    )
+    patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
+    max_wall_seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _sampling_needs_negatives(self) -> TrainConfig:
+        if self.sampling != "uniform" and self.sampled_negatives is None:
+            raise ValueError(
+                f"sampling: {self.sampling} chooses how sampled negatives are drawn, but sampled_negatives "
+                "is not set (the full softmax samples nothing); set sampled_negatives, e.g. 2048"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_sampling(self, handler: Any) -> dict[str, Any]:
+        # ``sampling`` only matters with sampled negatives: left out at its default, so the stored
+        # keys of full-softmax models do not depend on it
+        return _drop_default(handler(self), "sampling", "uniform")
+
+
+class TeacherConfig(StrictModel):
+    model: ModelConfig = ModelConfig(d_model=128, n_layers=2, n_heads=2)
+    train: TrainConfig = TrainConfig()
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="members trained with seeds seed..seed+n-1; their log-probabilities are averaged",
+    )
+
+
+class StudentConfig(StrictModel):
+    model: ModelConfig = ModelConfig(d_model=16, n_layers=1, n_heads=1)
+    train: TrainConfig = TrainConfig()
+
+
+class DistillConfig(StrictModel):
+    """Objective: w_hard*CE + w_logits*KD_logits + w_feature*KD_feature + w_relation*RKD + w_ranking*RD.
+
+    The defaults are the recipe the distillation study chose on validation (docs/results): logits KD
+    over the full catalogue at T=1, ranking KD at 0.5, the student's items started from the teacher's.
+    """
+
+    temperature: float = Field(1.0, gt=0, description="T of logits KD (the soft term is scaled by T^2)")
+    kd_mode: Literal["topk", "full"] = Field(
+        "full", description="student softmax over the whole catalogue, or over the teacher's top-K items"
+    )
+    top_k: int = Field(100, ge=1, description="teacher items cached per position")
+    logits_dtype: Literal["float32", "float16"] = "float16"
+    cache_hidden: bool = Field(False, description="cache the teacher's hidden states (feature/relation KD)")
+    w_hard: float = Field(1.0, ge=0)
+    w_logits: float = Field(1.0, ge=0)
+    w_feature: float = Field(0.0, ge=0)
+    w_relation: float = Field(0.0, ge=0)
+    w_ranking: float = Field(
+        0.5, ge=0, description="ranking KD (Tang & Wang 2018) on the teacher's top items"
+    )
+    rkd_distance_weight: float = Field(1.0, ge=0)
+    rkd_angle_weight: float = Field(2.0, ge=0)
+    ranking_k: int = Field(10, ge=1)
+    ranking_lambda: float = Field(3.0, gt=0)
+    item_init: Literal["random", "teacher"] = Field(
+        "teacher",
+        description="the student's item embeddings start random, or from the teacher's (rank-d SVD of "
+        "the item embeddings stored with the soft labels)",
+    )
+
+    @model_validator(mode="after")
+    def _needs_hidden(self) -> DistillConfig:
+        if (self.w_feature > 0 or self.w_relation > 0) and not self.cache_hidden:
+            raise ValueError("w_feature or w_relation > 0 needs cache_hidden: true (teacher hidden states)")
+        if self.ranking_k > self.top_k:
+            raise ValueError(f"ranking_k ({self.ranking_k}) cannot exceed top_k ({self.top_k})")
+        return self
+
+
+class GateConfig(StrictModel):
+    min_ratio_to_teacher: float = Field(0.90, ge=0)
+    require_beats_baseline: bool = True
+    baseline_tolerance: float = Field(
+        0.0, ge=0, description="allowed NDCG@10 shortfall vs the no-KD baseline"
+    )
+    max_regression: float = Field(0.0, ge=0, description="allowed NDCG@10 drop vs the champion")
+    min_improvement: float = Field(0.0, ge=0)
+    max_p99_latency_ms: float | None = Field(None, gt=0)
+    max_model_mb: float | None = Field(None, gt=0)
+
+
+class RegistryConfig(StrictModel):
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or a SQLite file")
+    model_name: str = "shopdistill-student"
+    onnx_export: bool = Field(
+        True,
+        description="log an ONNX export (fp32 + int8, components/export.py) with each registered version "
+        "when the [onnx] extra is installed",
+    )
+
+
+class RuntimeConfig(StrictModel):
+    output_dir: ResolvedPath | None = Field(None, description="default: $SHOPDISTILL_DATA_DIR or data/")
+    threads: int = Field(1, ge=1, description="torch threads; 1 is fastest on 2 busy cores")
+    seed: int = 0
+
+    @property
+    def root(self) -> Path:
+        return self.output_dir or default_data_dir()
+
+
+class PipelineConfig(StrictModel):
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    runtime: RuntimeConfig = RuntimeConfig()

@@ -1,0 +1,99 @@
+"""Stored model checkpoints: a state dict plus the config to rebuild it, and ensemble records.
+
+``best.pt`` holds ``{"state_dict", "config", "n_items", "meta"}`` and loads with
+``torch.load(weights_only=True)``: no pickled objects, so a tampered file cannot run code. An ensemble
+teacher is an ``ensemble.json`` record of its members' checkpoints and their digests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shopdistill.components.artifacts import atomic_file, sha256_file, sha256_json
+from shopdistill.components.config import ModelConfig
+
+
+def save_model(path: Path, model: nn.Module, cfg: ModelConfig, n_items: int, meta: dict | None = None) -> str:
+    """A state dict plus the config needed to rebuild it (loadable with ``weights_only=True``)."""
+    with atomic_file(path) as tmp:
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "config": cfg.model_dump(),
+                "n_items": n_items,
+                "meta": meta or {},
+            },
+            tmp,
+        )
+        digest = sha256_file(tmp)  # of what this call wrote, whoever else writes the same path
+    return digest
+
+
+def stored_digest(path: Path, meta: dict) -> str | None:
+    """The digest of ``path`` when it already holds the best weights ``meta`` describes, else None."""
+    if not path.is_file():
+        return None
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+    except Exception:  # a damaged file is rewritten
+        return None
+    if any(stored.get(k) != meta[k] for k in ("fingerprint", "best_epoch")):
+        return None
+    return sha256_file(path)
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
+    """Rebuild a model saved by :func:`save_model` without unpickling arbitrary objects."""
+    from shopdistill.components.models import build_model
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = ModelConfig(**blob["config"])
+    model = build_model(cfg, blob["n_items"])
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, cfg, blob.get("meta", {})
+
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def write_ensemble(path: str | Path, members: list[tuple[Path, str]]) -> str:
+    """Record an ensemble teacher as ``path/ensemble.json`` (member checkpoints and digests).
+
+    Returns the ensemble's digest: the sha256 of its members' digests in order.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    digests = [d for _, d in members]
+    digest = sha256_json({"ensemble": digests})
+    body = {"members": [{"checkpoint": str(p), "sha256": d} for p, d in members], "digest": digest}
+    with atomic_file(path / ENSEMBLE_FILE) as tmp:
+        tmp.write_text(json.dumps(body, indent=2))
+    return digest
+
+
+def load_teacher(path: str | Path) -> nn.Module:
+    """A teacher checkpoint (``best.pt``) or an ensemble record (``ensemble.json`` or its folder).
+
+    Every member's checkpoint digest is checked against the record, so a retrained member is noticed.
+    """
+    from shopdistill.components.models.ensemble import Ensemble
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / ENSEMBLE_FILE
+    if path.name != ENSEMBLE_FILE:
+        return load_model(path)[0]
+    body = json.loads(path.read_text())
+    members = []
+    for m in body["members"]:
+        if sha256_file(m["checkpoint"]) != m["sha256"]:
+            raise ValueError(
+                f"ensemble member {m['checkpoint']} changed since {path} was written; retrain the teacher"
+            )
+        members.append(load_model(m["checkpoint"])[0])
+    return Ensemble(members).eval()

@@ -1,0 +1,1 @@
+"""The built-in profiles (YAML), shipped with the package as ``shopdistill.profiles``."""

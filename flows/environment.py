@@ -1,0 +1,26 @@
+"""The process environment every shopdistill entry point starts with: quiet and offline-safe.
+
+No telemetry from Prefect, MLflow or anything honouring ``DO_NOT_TRACK``, and more than Prefect's
+default 20 s for its temporary server to start on a busy 2-core machine. Applied before prefect or
+mlflow is imported (the CLI's ``main``, the flow's ``__main__``, the test suite); a value already set
+in the environment wins. The deployments in ``deployments/prefect.yaml`` pass the same variables to
+their workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+QUIET_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
+def apply_quiet_defaults() -> None:
+    """Set every variable of :data:`QUIET_DEFAULTS` that the environment does not set already."""
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,44 @@
+"""Markdown for the Prefect artifacts the tasks publish (presentation only; no pipeline logic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopdistill.components.config import StudentConfig, TeacherConfig
+
+
+def history_table(history: list[dict[str, Any]]) -> str:
+    rows = ["| epoch | loss | valid NDCG@10 | valid HR@10 | s |", "|---|---|---|---|---|"]
+    rows += [
+        f"| {h['epoch']} | {h['loss']:.4f} | {h['valid']['NDCG@10']:.4f} | {h['valid']['HR@10']:.4f} | "
+        f"{h['seconds']:.1f} |"
+        for h in history
+    ]
+    return "\n".join(rows)
+
+
+def teacher_markdown(teacher: TeacherConfig, best: list[float], seconds: float, history: list[dict]) -> str:
+    ensemble = f", ensemble of {teacher.ensemble}" if teacher.ensemble > 1 else ""
+    return (
+        f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers{ensemble}: "
+        f"best validation NDCG@10 {', '.join(f'{b:.4f}' for b in best)} ({seconds:.0f} s of training)\n\n"
+        + history_table(history)
+    )
+
+
+def soft_labels_markdown(manifest: dict[str, Any], uri: str, reused: bool) -> str:
+    hidden = ", hidden states" if manifest["hidden_dim"] else ""
+    return (
+        f"Teacher top-{manifest['top_k']} ({manifest['logits_dtype']} logits{hidden}) for "
+        f"{manifest['rows']:,} training positions of {manifest['users']:,} users: `{uri}`"
+        f"{' (reused)' if reused else ''}"
+    )
+
+
+def student_markdown(name: str, student: StudentConfig, distilled: bool, result: Any) -> str:
+    how = ", distilled" if distilled else ", hard labels only"
+    return (
+        f"{name} (`{student.model.arch}` d={student.model.d_model}{how}): best validation NDCG@10 "
+        f"{result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} ({result.stopped})\n\n"
+        + history_table(result.history)
+    )

@@ -1,0 +1,135 @@
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from shopdistill.components.config import (
+    AmazonSource,
+    ConfigError,
+    EventLogSource,
+    PipelineConfig,
+    SyntheticSource,
+    available_profiles,
+    config_hash,
+    load_config,
+)
+
+
+def test_profiles_load_and_are_typed():
+    assert {"demo", "beauty", "diginetica"} <= set(available_profiles())
+    demo = load_config(profile="demo")
+    assert isinstance(demo.data.source, SyntheticSource)
+    assert demo.data.preprocess.split == "leave_one_out"
+    beauty = load_config(profile="beauty")
+    assert isinstance(beauty.data.source, AmazonSource)
+    # relative paths in a profile resolve against the profile's folder: project/../shared/data
+    assert beauty.data.source.path == (Path.cwd().parent / "shared" / "data" / "amazon-beauty")
+    dig = load_config(profile="diginetica")
+    assert isinstance(dig.data.source, EventLogSource)
+    assert dig.data.source.catalog.path.name == "product-categories.csv"
+
+
+def test_defaults_are_the_documented_sizes():
+    cfg = PipelineConfig()
+    assert (cfg.teacher.model.d_model, cfg.teacher.model.n_layers) == (128, 2)
+    assert (cfg.student.model.d_model, cfg.student.model.n_layers) == (16, 1)
+    assert cfg.runtime.threads == 1
+
+
+def test_config_is_frozen():
+    cfg = load_config(profile="demo")
+    with pytest.raises(pydantic.ValidationError):
+        cfg.data.name = "other"
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  source:\n    kind: synthetic\n    n_userz: 10\nteacher:\n  modle: {}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "data.source.n_userz: unknown key" in msg
+    assert "teacher.modle: unknown key" in msg
+
+
+def test_bad_value_names_key(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("student:\n  model:\n    d_model: -3\n")
+    with pytest.raises(
+        ConfigError, match=r"student\.model\.d_model: Input should be greater than or equal to 2"
+    ):
+        load_config(path)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(ConfigError, match="configuration file not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping at the top level"):
+        load_config(top)
+
+
+def test_unknown_profile_lists_available():
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*available: .*demo"):
+        load_config(profile="nope")
+
+
+def test_overrides_apply_with_types_and_are_named_in_errors():
+    cfg = load_config(profile="demo", overrides=["student.model.d_model=8", "data.source.n_users=300"])
+    assert cfg.student.model.d_model == 8
+    assert cfg.data.source.n_users == 300
+    with pytest.raises(
+        ConfigError, match=r"with overrides student\.model\.widht=8[\s\S]*student\.model\.widht: unknown key"
+    ):
+        load_config(profile="demo", overrides=["student.model.widht=8"])
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        load_config(profile="demo", overrides=["student.model.d_model"])
+
+
+def test_override_paths_resolve_against_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(profile="beauty", overrides=["data.source.path=mydata"])
+    assert cfg.data.source.path == tmp_path / "mydata"
+
+
+def test_source_kind_is_checked():
+    with pytest.raises(ConfigError, match="data.source"):
+        load_config(overrides=["data.source.kind=ftp"])
+
+
+def test_probabilities_checked():
+    with pytest.raises(ConfigError, match="p_complement \\+ p_same_category must be <= 1"):
+        load_config(overrides=["data.source.p_complement=0.8", "data.source.p_same_category=0.5"])
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = load_config(profile="demo")
+    b = load_config(profile="demo")
+    c = load_config(profile="demo", overrides=["distill.temperature=4"])
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(c)
+
+
+def test_output_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SHOPDISTILL_DATA_DIR", str(tmp_path))
+    assert PipelineConfig().runtime.root == tmp_path
+
+
+def test_run_parameters_apply_on_top_of_the_profile():
+    from shopdistill.components.config import RunParameters
+
+    cfg = RunParameters(
+        profile="demo", student_d_model=32, temperature=4.0, overrides=["gate.max_model_mb=2"]
+    ).to_config()
+    demo = load_config(profile="demo")
+    assert cfg.student.model.d_model == 32 and cfg.distill.temperature == 4.0 and cfg.gate.max_model_mb == 2
+    assert cfg.teacher == demo.teacher and cfg.data == demo.data
+    assert RunParameters().to_config() == demo
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        RunParameters(profile="nope").to_config()
