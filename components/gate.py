@@ -1,6 +1,6 @@
 """The evaluation gate: a pure decision whether a candidate student may become the champion.
 
-``decide`` compares metric dictionaries (all scored on the same split in the same run) and returns a
+``decide_gate`` compares metric dictionaries (all scored on the same split in the same run) and returns a
 :class:`GateDecision` with every rule's outcome, so the caller only branches and publishes. Semantics
 follow MLflow's ``MetricThreshold`` / TFX Evaluator "blessing": the candidate passes only when every
 enabled rule holds; a metric a rule needs but that is missing fails that rule (never silently passes).
@@ -63,7 +63,7 @@ def _metric(metrics: Mapping[str, float] | None, key: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def decide(
+def decide_gate(
     candidate: Mapping[str, float],
     teacher: Mapping[str, float] | None,
     baseline: Mapping[str, float] | None,

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from shopdistill.components.artifacts import Handle, sha256_file, write_json_atomic
 from shopdistill.components.config import GateConfig, RegistryConfig, RuntimeConfig
 from shopdistill.components.evaluation import compare_models
-from shopdistill.components.gate import decide
+from shopdistill.components import gate
 from shopdistill.components.models.checkpoint import load_model, load_teacher
 from shopdistill.components.registry import Registry
 from shopdistill.components.reporting import comparison_bars, learning_curves
@@ -84,7 +84,7 @@ def evaluate(
 def decide_gate(report: Handle, thresholds: GateConfig) -> Handle:
     """Apply the gate to the report; publish the decision with its reasons."""
     rows = json.loads(Path(report.uri).read_text())["rows"]
-    decision = decide(
+    decision = gate.decide_gate(
         rows["student-kd"], rows.get("teacher"), rows.get("student-nokd"), rows.get("champion"), thresholds
     )
     path = Path(report.uri).with_name("gate.json")

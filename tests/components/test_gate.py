@@ -1,7 +1,7 @@
 import pytest
 
 from shopdistill.components.config import GateConfig
-from shopdistill.components.gate import decide
+from shopdistill.components.gate import decide_gate
 
 TEACHER = {"NDCG@10": 0.050}
 BASE = {"NDCG@10": 0.040}
@@ -105,7 +105,7 @@ def cand(ndcg, **extra):
     ],
 )
 def test_gate_table(case, candidate, champion, thresholds, passed, failing):
-    decision = decide(candidate, TEACHER, BASE, champion, thresholds)
+    decision = decide_gate(candidate, TEACHER, BASE, champion, thresholds)
     assert decision.passed is passed, (case, decision.reasons)
     assert [r.name for r in decision.rules if not r.passed] == failing, case
     assert len(decision.reasons) == len(decision.rules)
@@ -113,15 +113,15 @@ def test_gate_table(case, candidate, champion, thresholds, passed, failing):
 
 
 def test_deltas_and_reasons_are_explicit():
-    d = decide(cand(0.047), TEACHER, BASE, {"NDCG@10": 0.046}, G)
+    d = decide_gate(cand(0.047), TEACHER, BASE, {"NDCG@10": 0.046}, G)
     assert d.deltas == pytest.approx({"vs_teacher": -0.003, "vs_baseline": 0.007, "vs_champion": 0.001})
     assert "ok: quality vs teacher: 0.0470 is 94.0% of the teacher's 0.0500 (needs >= 90%)" in d.reasons
-    first = decide(cand(0.047), TEACHER, BASE, None, G)
+    first = decide_gate(cand(0.047), TEACHER, BASE, None, G)
     assert "ok: no regression vs champion: no champion yet: first model" in first.reasons
     assert "**Gate passed**" in first.to_markdown()
 
 
 def test_failed_rules_come_first():
-    d = decide(cand(0.030), TEACHER, BASE, None, G)
+    d = decide_gate(cand(0.030), TEACHER, BASE, None, G)
     assert d.reasons[0].startswith("FAILED: ")
     assert d.to_dict()["passed"] is False
