@@ -8,10 +8,10 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from shopdistill.components import gate
 from shopdistill.components.artifacts import Handle, sha256_file, write_json_atomic
 from shopdistill.components.config import GateConfig, RegistryConfig, RuntimeConfig
 from shopdistill.components.evaluation import compare_models
-from shopdistill.components import gate
 from shopdistill.components.models.checkpoint import load_model, load_teacher
 from shopdistill.components.registry import Registry
 from shopdistill.components.reporting import comparison_bars, learning_curves
