@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from shopdistill.benchmarks.stages import soft_labels_for, student_for, teacher_for
-from shopdistill.components.artifacts import write_json_atomic
+from shopdistill.components.artifacts import Handle, write_json_atomic
 from shopdistill.components.config import ModelConfig, PipelineConfig, load_config
 from shopdistill.components.data.dataset import load_dataset, prepare_dataset
 from shopdistill.components.distill.batches import kd_batches
@@ -508,9 +508,9 @@ def _scale_worker(
     teacher = build_model(
         config.teacher.model, data.n_items
     ).eval()  # untrained: cost does not depend on weights
-    if stage == "cache":
-        t0 = time.perf_counter()
-        handle, manifest, _ = cache_soft_labels(
+
+    def cache() -> tuple[Handle, dict[str, Any], bool]:
+        return cache_soft_labels(
             teacher,
             data,
             root,
@@ -519,26 +519,22 @@ def _scale_worker(
             max_len=config.teacher.model.max_len,
             top_k=config.distill.top_k,
         )
+
+    if stage == "cache":
+        t0 = time.perf_counter()
+        handle, manifest, _ = cache()
         return {
             "seconds": time.perf_counter() - t0,
             "rows": manifest["rows"],
             "cache_mb": manifest["files"][DATA_FILE]["bytes"] / 1e6,
         }
     # one distillation epoch from the cache built by the "cache" stage
-    cache = cache_soft_labels(
-        teacher,
-        data,
-        root,
-        teacher_digest="scale-" + "0" * 58,
-        dataset_digest=digest,
-        max_len=config.teacher.model.max_len,
-        top_k=config.distill.top_k,
-    )[0]
+    cached = cache()[0]
     base = _peak_rss_mb()
     t0 = time.perf_counter()
     s_cfg, d_cfg = config.student.model, config.distill
     student = build_model(s_cfg, data.n_items)
-    reader = SoftLabelReader(cache.uri)
+    reader = SoftLabelReader(cached.uri)
     step = DistillationObjective(d_cfg, s_cfg.d_model, None).step_loss(student)
     rng = np.random.default_rng(0)
     batches = kd_batches(reader, data, config.student.train.batch_size, s_cfg.max_len, d_cfg.top_k, rng)
