@@ -9,6 +9,7 @@ never leaves a folder that a later stage could mistake for valid.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -152,8 +153,10 @@ def verify_manifest(
     return content
 
 
+@functools.cache
 def code_version(package_dir: str | Path | None = None) -> str:
-    """sha256 over the source of ``components/``: the explicit code version used in cache keys.
+    """sha256 over the source of ``components/`` (the product's library code, computed once per
+    process): the explicit code version in cache keys and registry tags.
 
     Prefect's TASK_SOURCE policy hashes only a task's own source; the behaviour lives here.
     """

@@ -294,6 +294,108 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _onnx_scores(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    """The scores onnxruntime gives for each batch with the graph at ``path``."""
+    session = _session(path)
+    return [session.run([OUTPUT], {INPUT: b})[0] for b in batches]
+
+
+def _check_parity(
+    got: list[np.ndarray], expected: list[np.ndarray], batches: list[np.ndarray], atol: float
+) -> float:
+    """The largest |onnxruntime - PyTorch| over the batches; :class:`ExportError` when it exceeds ``atol``."""
+    diffs = [float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True)]
+    if not max(diffs) <= atol:
+        worst = int(np.argmax(diffs))
+        raise ExportError(
+            f"ONNX export does not reproduce PyTorch: max |diff| {max(diffs):.3g} > {atol:g} at batch "
+            f"{batches[worst].shape[0]} x length {batches[worst].shape[1]}; nothing was written"
+        )
+    return max(diffs)
+
+
+def _io_spec(n_items: int) -> dict[str, Any]:
+    """The manifest's ``input``, ``output`` and ``dynamic_axes`` entries."""
+    return {
+        "input": {
+            "name": INPUT,
+            "dtype": "int64",
+            "shape": ["batch", "length"],
+            "meaning": "item ids (1..I), right-padded with 0; any length, the last max_len are used",
+        },
+        "output": {
+            "name": OUTPUT,
+            "dtype": "float32",
+            "shape": ["batch", n_items],
+            "meaning": "next-item scores; column c is item_id c + 1 (see items.parquet)",
+        },
+        "dynamic_axes": {INPUT: {"0": "batch", "1": "length"}, OUTPUT: {"0": "batch"}},
+    }
+
+
+def _int8_entry(
+    int8: Path,
+    n_items: int,
+    per_channel: bool,
+    reduce_range: bool,
+    got: list[np.ndarray],
+    quantized: list[np.ndarray],
+) -> dict[str, Any]:
+    """The manifest's ``int8`` entry: the quantization settings, what is int8 (:func:`int8_coverage`)
+    and how far int8 scores are from fp32 on the parity batches; ``accuracy`` is left None."""
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "QInt8",
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        **int8_coverage(int8, n_items),
+        "max_abs_diff_vs_fp32": max(float(np.abs(q - g).max()) for q, g in zip(quantized, got, strict=True)),
+        "top10_overlap_vs_fp32": _top_overlap(np.concatenate(got), np.concatenate(quantized)),
+        "accuracy": None,
+    }
+
+
+def _file_entries(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size in bytes of each model file and the items table in ``folder``."""
+    return {
+        name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in (*MODEL_FILES.values(), ITEMS_FILE)
+    }
+
+
+def _manifest(
+    model: nn.Module,
+    *,
+    n_items: int,
+    opset: int,
+    max_len: int,
+    atol: float,
+    parity: float,
+    batches: list[np.ndarray],
+    int8: dict[str, Any],
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``export.json`` contents except ``files``, which is left empty for the caller to fill."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "model_class": type(model).__name__,
+        **_io_spec(n_items),
+        "opset": opset,
+        "max_len": max_len,
+        "n_items": n_items,
+        "models": dict(MODEL_FILES),
+        "items": ITEMS_FILE,
+        "versions": _versions(),
+        "parity_atol": atol,
+        "parity_max_abs_diff": parity,
+        "parity_shapes": [list(b.shape) for b in batches],
+        "int8": int8,
+        "source": source or {},
+        "files": {},
+    }
+
+
 def export_onnx(
     model: nn.Module,
     out_dir: str | Path,
@@ -322,65 +424,23 @@ def export_onnx(
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         fp32, int8 = tmp / MODEL_FILES["fp32"], tmp / MODEL_FILES["int8"]
         _export_graph(module, fp32, opset)
-        session = _session(fp32)
-        got = [session.run([OUTPUT], {INPUT: b})[0] for b in batches]
-        diffs = [float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True)]
-        if not max(diffs) <= atol:
-            worst = int(np.argmax(diffs))
-            raise ExportError(
-                f"ONNX export does not reproduce PyTorch: max |diff| {max(diffs):.3g} > {atol:g} at batch "
-                f"{batches[worst].shape[0]} x length {batches[worst].shape[1]}; nothing was written"
-            )
+        got = _onnx_scores(fp32, batches)
+        parity = _check_parity(got, expected, batches, atol)
         _quantize(fp32, int8, per_channel, reduce_range)
-        session = _session(int8)
-        quantized = [session.run([OUTPUT], {INPUT: b})[0] for b in batches]
+        quantized = _onnx_scores(int8, batches)
         items.to_parquet(tmp / ITEMS_FILE, index=False)
-        manifest: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": KIND,
-            "model_class": type(model).__name__,
-            "input": {
-                "name": INPUT,
-                "dtype": "int64",
-                "shape": ["batch", "length"],
-                "meaning": "item ids (1..I), right-padded with 0; any length, the last max_len are used",
-            },
-            "output": {
-                "name": OUTPUT,
-                "dtype": "float32",
-                "shape": ["batch", n_items],
-                "meaning": "next-item scores; column c is item_id c + 1 (see items.parquet)",
-            },
-            "dynamic_axes": {INPUT: {"0": "batch", "1": "length"}, OUTPUT: {"0": "batch"}},
-            "opset": opset,
-            "max_len": max_len,
-            "n_items": n_items,
-            "models": dict(MODEL_FILES),
-            "items": ITEMS_FILE,
-            "versions": _versions(),
-            "parity_atol": atol,
-            "parity_max_abs_diff": max(diffs),
-            "parity_shapes": [list(b.shape) for b in batches],
-            "int8": {
-                "method": "onnxruntime.quantization.quantize_dynamic",
-                "weight_type": "QInt8",
-                "per_channel": per_channel,
-                "reduce_range": reduce_range,
-                **int8_coverage(int8, n_items),
-                "max_abs_diff_vs_fp32": max(
-                    float(np.abs(q - g).max()) for q, g in zip(quantized, got, strict=True)
-                ),
-                "top10_overlap_vs_fp32": _top_overlap(np.concatenate(got), np.concatenate(quantized)),
-                "accuracy": None,
-            },
-            "source": source or {},
-            "files": {},
-        }
-        for name in (*MODEL_FILES.values(), ITEMS_FILE):
-            manifest["files"][name] = {
-                "sha256": sha256_file(tmp / name),
-                "bytes": (tmp / name).stat().st_size,
-            }
+        manifest = _manifest(
+            model,
+            n_items=n_items,
+            opset=opset,
+            max_len=max_len,
+            atol=atol,
+            parity=parity,
+            batches=batches,
+            int8=_int8_entry(int8, n_items, per_channel, reduce_range, got, quantized),
+            source=source,
+        )
+        manifest["files"] = _file_entries(tmp)
         write_json_atomic(tmp / MANIFEST, manifest)
         if eval_data is not None:
             manifest["int8"]["accuracy"] = int8_accuracy(tmp, eval_data, eval_split)

@@ -71,76 +71,66 @@ def decide_gate(
     thresholds: GateConfig,
 ) -> GateDecision:
     """Apply every enabled rule; see the module docstring for the rules."""
-    rules: list[Rule] = []
     deltas: dict[str, float] = {}
     cand = _metric(candidate, METRIC)
-
-    def missing(name: str, who: str) -> Rule:
-        return Rule(name, False, f"{METRIC} of the {who} is missing")
-
-    # quality vs teacher
-    name = "quality vs teacher"
-    teach = _metric(teacher, METRIC)
-    if cand is None:
-        rules.append(missing(name, "candidate"))
-    elif teach is None:
-        rules.append(missing(name, "teacher"))
-    else:
-        need = thresholds.min_ratio_to_teacher * teach
-        deltas["vs_teacher"] = cand - teach
-        ratio = cand / teach if teach else float("inf")
-        rules.append(
-            Rule(
-                name,
-                cand >= need - EPS,
-                f"{cand:.4f} is {ratio:.1%} of the teacher's {teach:.4f} "
-                f"(needs >= {thresholds.min_ratio_to_teacher:.0%})",
-            )
-        )
-
+    rules = [_vs_teacher(cand, _metric(teacher, METRIC), thresholds, deltas)]
     if thresholds.require_beats_baseline:
-        name = "beats the no-KD baseline"
-        base = _metric(baseline, METRIC)
-        if cand is None or base is None:
-            rules.append(missing(name, "candidate" if cand is None else "no-KD baseline"))
-        else:
-            deltas["vs_baseline"] = cand - base
-            rules.append(
-                Rule(
-                    name,
-                    cand >= base - thresholds.baseline_tolerance - EPS,
-                    f"{cand:.4f} vs baseline {base:.4f} ({cand - base:+.4f}; tolerance {thresholds.baseline_tolerance:.4f})",
-                )
-            )
+        rules.append(_vs_baseline(cand, _metric(baseline, METRIC), thresholds, deltas))
+    rules += _vs_champion(cand, champion, thresholds, deltas)
+    rules += _bounds(candidate, thresholds)
+    rules.sort(key=lambda r: r.passed)  # failed rules first
+    passed = all(r.passed for r in rules)
+    reasons = [f"{'ok' if r.passed else 'FAILED'}: {r.name}: {r.detail}" for r in rules]
+    return GateDecision(passed=passed, reasons=reasons, deltas=deltas, rules=rules)
 
-    champ = _metric(champion, METRIC)
+
+def _missing(name: str, who: str) -> Rule:
+    return Rule(name, False, f"{METRIC} of the {who} is missing")
+
+
+def _vs_teacher(cand: float | None, teach: float | None, t: GateConfig, deltas: dict[str, float]) -> Rule:
+    name = "quality vs teacher"
+    if cand is None or teach is None:
+        return _missing(name, "candidate" if cand is None else "teacher")
+    deltas["vs_teacher"] = cand - teach
+    ratio = cand / teach if teach else float("inf")
+    detail = f"{cand:.4f} is {ratio:.1%} of the teacher's {teach:.4f} (needs >= {t.min_ratio_to_teacher:.0%})"
+    return Rule(name, cand >= t.min_ratio_to_teacher * teach - EPS, detail)
+
+
+def _vs_baseline(cand: float | None, base: float | None, t: GateConfig, deltas: dict[str, float]) -> Rule:
+    name = "beats the no-KD baseline"
+    if cand is None or base is None:
+        return _missing(name, "candidate" if cand is None else "no-KD baseline")
+    deltas["vs_baseline"] = cand - base
+    detail = f"{cand:.4f} vs baseline {base:.4f} ({cand - base:+.4f}; tolerance {t.baseline_tolerance:.4f})"
+    return Rule(name, cand >= base - t.baseline_tolerance - EPS, detail)
+
+
+def _vs_champion(
+    cand: float | None, champion: Mapping[str, float] | None, t: GateConfig, deltas: dict[str, float]
+) -> list[Rule]:
+    name = "no regression vs champion"
     if champion is None:
-        rules.append(Rule("no regression vs champion", True, "no champion yet: first model"))
-    elif cand is None or champ is None:
-        rules.append(missing("no regression vs champion", "candidate" if cand is None else "champion"))
-    else:
-        delta = cand - champ
-        deltas["vs_champion"] = delta
-        rules.append(
-            Rule(
-                "no regression vs champion",
-                delta >= -thresholds.max_regression - EPS,
-                f"{cand:.4f} vs champion {champ:.4f} ({delta:+.4f}; tolerance "
-                f"{thresholds.max_regression:.4f})",
-            )
-        )
-        if thresholds.min_improvement > 0:
-            rules.append(
-                Rule(
-                    "minimum improvement",
-                    delta >= thresholds.min_improvement - EPS,
-                    f"{delta:+.4f} vs champion (needs >= +{thresholds.min_improvement:.4f})",
-                )
-            )
+        return [Rule(name, True, "no champion yet: first model")]
+    champ = _metric(champion, METRIC)
+    if cand is None or champ is None:
+        return [_missing(name, "candidate" if cand is None else "champion")]
+    delta = deltas["vs_champion"] = cand - champ
+    detail = f"{cand:.4f} vs champion {champ:.4f} ({delta:+.4f}; tolerance {t.max_regression:.4f})"
+    rules = [Rule(name, delta >= -t.max_regression - EPS, detail)]
+    if t.min_improvement > 0:
+        need = f"{delta:+.4f} vs champion (needs >= +{t.min_improvement:.4f})"
+        rules.append(Rule("minimum improvement", delta >= t.min_improvement - EPS, need))
+    return rules
 
+
+def _bounds(candidate: Mapping[str, float], t: GateConfig) -> list[Rule]:
+    """The latency and size bounds that are set."""
+    rules = []
     for name, key, bound, scale, unit in (
-        ("latency", "latency_p99_ms", thresholds.max_p99_latency_ms, 1.0, "ms (p99)"),
-        ("size", "size_bytes", thresholds.max_model_mb, 1e-6, "MB"),
+        ("latency", "latency_p99_ms", t.max_p99_latency_ms, 1.0, "ms (p99)"),
+        ("size", "size_bytes", t.max_model_mb, 1e-6, "MB"),
     ):
         if bound is None:
             continue
@@ -149,8 +139,4 @@ def decide_gate(
             rules.append(Rule(name, False, f"{key} of the candidate is missing"))
         else:
             rules.append(Rule(name, value * scale <= bound, f"{value * scale:.2f} {unit} (bound {bound:g})"))
-
-    rules.sort(key=lambda r: r.passed)  # failed rules first
-    passed = all(r.passed for r in rules)
-    reasons = [f"{'ok' if r.passed else 'FAILED'}: {r.name}: {r.detail}" for r in rules]
-    return GateDecision(passed=passed, reasons=reasons, deltas=deltas, rules=rules)
+    return rules

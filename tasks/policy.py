@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,6 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
-@lru_cache(maxsize=1)
-def components_version() -> str:
-    return code_version()
-
-
 def _key_part(value: Any) -> Any:
     if isinstance(value, Handle):
         return {"kind": value.kind, "sha256": value.sha256}
@@ -60,4 +54,4 @@ def _key_part(value: Any) -> Any:
 def content_cache_key(context, parameters: dict[str, Any]) -> str:
     """``cache_key_fn``: digests of inputs + config + code version of ``components/``."""
     name = context.task.name if context is not None else ""
-    return sha256_json({"task": name, "code": components_version(), "inputs": _key_part(parameters)})
+    return sha256_json({"task": name, "code": code_version(), "inputs": _key_part(parameters)})

@@ -42,3 +42,13 @@ def student_markdown(name: str, student: StudentConfig, distilled: bool, result:
         f"{result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} ({result.stopped})\n\n"
         + history_table(result.history)
     )
+
+
+def onnx_markdown(export: Any) -> str:
+    m = export.manifest
+    acc = m["int8"]["accuracy"]
+    return (
+        f"ONNX export `{export.path}`{' (reused)' if export.reused else ''}: fp32 vs PyTorch max |diff| "
+        f"{m['parity_max_abs_diff']:.2g} (atol {m['parity_atol']:g}); int8 NDCG@10 {acc['int8']['NDCG@10']:.4f} "
+        f"vs fp32 {acc['fp32']['NDCG@10']:.4f} ({acc['delta']['NDCG@10']:+.5f}) on {acc['split']}"
+    )

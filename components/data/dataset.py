@@ -144,35 +144,18 @@ def prepare_dataset(
     Nothing is written unless every step succeeds.
     """
     t0 = time.perf_counter()
+    docs = Path(docs_dir) if docs_dir else None
     interactions, items = read_source(cfg.source)
     if len(interactions) == 0:
         raise DataSourceError(f"the data source {describe_source(cfg.source)} has no interactions")
-    report_raw = None
-    if validate:
-        from shopdistill.components.validation.suites import (
-            interaction_suite,
-            item_suite,
-            with_catalogue_flag,
-        )
-
-        report_raw = _validate(
-            {"interactions": with_catalogue_flag(interactions, items), "items": items},
-            [interaction_suite(cfg.validation, list(interactions.columns)), item_suite(cfg.validation)],
-            Path(docs_dir) if docs_dir else None,
-        )
+    report_raw = _check_source(cfg, interactions, items, docs) if validate else None
     prep = prepare_frames(interactions, items, cfg.preprocess)
     report = None
     if validate:
         from shopdistill.components.validation import ValidationReport
-        from shopdistill.components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
 
-        report_prep = _validate(
-            {"prepared": prep.interactions, "sequences": sequence_lengths(prep.interactions)},
-            [prepared_suite(cfg.validation), sequence_suite(cfg.validation)],
-            Path(docs_dir) if docs_dir else None,
-        )
+        report_prep = _check_prepared(cfg, prep, docs)
         report = ValidationReport(report_raw.results + report_prep.results, report_prep.docs_path)
-
     tables = {
         "interactions": prep.interactions,
         "items": prep.items,
@@ -181,30 +164,60 @@ def prepare_dataset(
     }
     digest = content_digest(tables)
     target = stores.dataset_dir(Path(root), cfg.name, digest)
-    reused = False
     try:
         manifest = verify_dataset(target)
         reused = manifest["digest"] == digest
     except DatasetCorruptError:
         reused = False
     if not reused:
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": KIND,
-            "name": cfg.name,
-            "digest": digest,
-            "source": describe_source(cfg.source),
-            "config": cfg.model_dump(mode="json"),
-            "counts": _counts(prep),
-            "validation": {k: v for k, v in report.summary().items() if k != "results"} if report else None,
-            "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
-            "files": {},
-        }
-        with atomic_directory(target, overwrite=True) as tmp:
-            for name, frame in tables.items():
-                file = tmp / f"{name}.parquet"
-                pq.write_table(to_arrow(name, frame), file, compression="zstd")
-                manifest["files"][file.name] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
-            write_json_atomic(tmp / MANIFEST, manifest)
+        manifest = _write(target, tables, _manifest(cfg, digest, prep, report))
     handle = Handle(uri=str(target), sha256=digest, kind=KIND, meta={"name": cfg.name})
     return PreparedDataset(handle, manifest, report, reused, time.perf_counter() - t0)
+
+
+def _check_source(cfg: DataConfig, interactions: pd.DataFrame, items: pd.DataFrame, docs: Path | None):
+    """The source-row suites (raises on a critical failure)."""
+    from shopdistill.components.validation.suites import interaction_suite, item_suite, with_catalogue_flag
+
+    return _validate(
+        {"interactions": with_catalogue_flag(interactions, items), "items": items},
+        [interaction_suite(cfg.validation, list(interactions.columns)), item_suite(cfg.validation)],
+        docs,
+    )
+
+
+def _check_prepared(cfg: DataConfig, prep: PreparedFrames, docs: Path | None):
+    """The prepared-data suites (raises on a critical failure)."""
+    from shopdistill.components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
+
+    return _validate(
+        {"prepared": prep.interactions, "sequences": sequence_lengths(prep.interactions)},
+        [prepared_suite(cfg.validation), sequence_suite(cfg.validation)],
+        docs,
+    )
+
+
+def _manifest(cfg: DataConfig, digest: str, prep: PreparedFrames, report: Any) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "name": cfg.name,
+        "digest": digest,
+        "source": describe_source(cfg.source),
+        "config": cfg.model_dump(mode="json"),
+        "counts": _counts(prep),
+        "validation": {k: v for k, v in report.summary().items() if k != "results"} if report else None,
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "files": {},
+    }
+
+
+def _write(target: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Publish the tables and their manifest atomically under ``target``."""
+    with atomic_directory(target, overwrite=True) as tmp:
+        for name, frame in tables.items():
+            file = tmp / f"{name}.parquet"
+            pq.write_table(to_arrow(name, frame), file, compression="zstd")
+            manifest["files"][file.name] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return manifest

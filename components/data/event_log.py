@@ -140,50 +140,74 @@ def _parse_prices(values: pd.Series, where: str) -> np.ndarray:
     return numeric.to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _required_columns(src: EventLogSource) -> list[str]:
+    """The event-log columns named in the column mapping, in mapping order."""
+    m = src.columns
+    mapped = (m.user, m.item, m.timestamp, m.event, m.price, m.category, m.session, m.order, m.time_offset)
+    return [c for c in mapped if c]
+
+
+def _event_timestamps(frame: pd.DataFrame, src: EventLogSource) -> np.ndarray:
+    """Unix seconds (int64) of each event: the timestamp column plus the time-offset column when mapped."""
+    m = src.columns
+    where = f"event log {src.path}, column {m.timestamp!r}"
+    ts = parse_timestamps(frame[m.timestamp], src.timestamp_unit, where)
+    if not m.time_offset:
+        return ts
+    offset = pd.to_numeric(frame[m.time_offset], errors="coerce")
+    if offset.isna().any():
+        i = int(np.flatnonzero(offset.isna().to_numpy())[0])
+        raise DataSourceError(
+            f"event log {src.path}, column {m.time_offset!r}: time offsets must be numbers, "
+            f"e.g. row {i}: {frame[m.time_offset].iloc[i]!r}"
+        )
+    scale = 1000.0 if src.time_offset_unit == "ms" else 1.0
+    return ts + np.floor(offset.to_numpy(dtype=np.float64) / scale).astype(np.int64)
+
+
+def _event_names(frame: pd.DataFrame, src: EventLogSource) -> np.ndarray:
+    """Each row's event after ``event_map``, or ``default_event`` for every row without an event column."""
+    m = src.columns
+    if not m.event:
+        return np.full(len(frame), src.default_event, dtype=object)
+    raw_events = frame[m.event].astype("string")
+    events = raw_events.map(lambda v: src.event_map.get(v, v) if v is not pd.NA else v)
+    return events.astype("string").to_numpy()
+
+
+def _order_values(frame: pd.DataFrame, src: EventLogSource) -> np.ndarray | None:
+    """The order column as int64 (None when it is not mapped); a value that is not a number raises."""
+    m = src.columns
+    if not m.order:
+        return None
+    seq = pd.to_numeric(frame[m.order], errors="coerce")
+    if seq.isna().any():
+        raise DataSourceError(f"event log {src.path}, column {m.order!r}: order values must be integers")
+    return seq.to_numpy(dtype=np.int64)
+
+
+def _items_from_log(frame: pd.DataFrame, interactions: pd.DataFrame, src: EventLogSource) -> pd.DataFrame:
+    """Source items when there is no catalogue: the items seen in the log, each with the first non-empty
+    category (when mapped) and price among its rows."""
+    m = src.columns
+    first = pd.DataFrame({"item_id": interactions["item_id"]})
+    first["category"] = frame[m.category].astype("string").to_numpy() if m.category else None
+    first["price"] = interactions["price"].to_numpy()
+    first = first.dropna(subset=["item_id"]).groupby("item_id", sort=True).first().reset_index()
+    return source_items(
+        first["item_id"].to_numpy(),
+        category=first["category"].to_numpy() if m.category else None,
+        price=first["price"].to_numpy(),
+    )
+
+
 def read_event_log(src: EventLogSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read an event log into source frames ``(interactions, items)``."""
     m = src.columns
-    required = [
-        c
-        for c in (
-            m.user,
-            m.item,
-            m.timestamp,
-            m.event,
-            m.price,
-            m.category,
-            m.session,
-            m.order,
-            m.time_offset,
-        )
-        if c
-    ]
-    frame = read_table(src.path, src.format, src.delimiter, src.encoding, required, "event log")
-    where = f"event log {src.path}, column {m.timestamp!r}"
-    ts = parse_timestamps(frame[m.timestamp], src.timestamp_unit, where)
-    if m.time_offset:
-        offset = pd.to_numeric(frame[m.time_offset], errors="coerce")
-        if offset.isna().any():
-            i = int(np.flatnonzero(offset.isna().to_numpy())[0])
-            raise DataSourceError(
-                f"event log {src.path}, column {m.time_offset!r}: time offsets must be numbers, "
-                f"e.g. row {i}: {frame[m.time_offset].iloc[i]!r}"
-            )
-        scale = 1000.0 if src.time_offset_unit == "ms" else 1.0
-        ts = ts + np.floor(offset.to_numpy(dtype=np.float64) / scale).astype(np.int64)
-    if m.event:
-        raw_events = frame[m.event].astype("string")
-        events = raw_events.map(lambda v: src.event_map.get(v, v) if v is not pd.NA else v)
-        events = events.astype("string").to_numpy()
-    else:
-        events = np.full(len(frame), src.default_event, dtype=object)
+    frame = read_table(src.path, src.format, src.delimiter, src.encoding, _required_columns(src), "event log")
+    ts = _event_timestamps(frame, src)
+    events = _event_names(frame, src)
     price = _parse_prices(frame[m.price], f"event log {src.path}, column {m.price!r}") if m.price else None
-    seq = None
-    if m.order:
-        seq = pd.to_numeric(frame[m.order], errors="coerce")
-        if seq.isna().any():
-            raise DataSourceError(f"event log {src.path}, column {m.order!r}: order values must be integers")
-        seq = seq.to_numpy(dtype=np.int64)
     interactions = source_interactions(
         frame[m.user].astype("string").to_numpy(),
         frame[m.item].astype("string").to_numpy(),
@@ -191,19 +215,9 @@ def read_event_log(src: EventLogSource) -> tuple[pd.DataFrame, pd.DataFrame]:
         events,
         price=price,
         session_id=frame[m.session].astype("string").to_numpy() if m.session else None,
-        seq=seq,
+        seq=_order_values(frame, src),
     )
-    if src.catalog is not None:
-        items = _read_catalog(src.catalog)
-    else:
-        # No catalogue: the items are those seen in the log, with category/price where mapped.
-        first = pd.DataFrame({"item_id": interactions["item_id"]})
-        first["category"] = frame[m.category].astype("string").to_numpy() if m.category else None
-        first["price"] = interactions["price"].to_numpy()
-        first = first.dropna(subset=["item_id"]).groupby("item_id", sort=True).first().reset_index()
-        items = source_items(
-            first["item_id"].to_numpy(),
-            category=first["category"].to_numpy() if m.category else None,
-            price=first["price"].to_numpy(),
-        )
+    items = (
+        _read_catalog(src.catalog) if src.catalog is not None else _items_from_log(frame, interactions, src)
+    )
     return interactions, items

@@ -202,67 +202,102 @@ def _brand_names(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue:
-    departments = list(TAXONOMY)
+def _flat_taxonomy() -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Flatten TAXONOMY into per-leaf ``(names, department (C,), title nouns, base prices (C,))``."""
     leaf_names: list[str] = []
     leaf_department: list[int] = []
     nouns: list[str] = []
     base_price: list[float] = []
-    for d, dep in enumerate(departments):
-        for leaf, (noun, price, _) in TAXONOMY[dep].items():
+    for d, dep in enumerate(TAXONOMY.values()):
+        for leaf, (noun, price, _) in dep.items():
             leaf_names.append(leaf)
             leaf_department.append(d)
             nouns.append(noun)
             base_price.append(price)
+    return leaf_names, np.array(leaf_department), nouns, np.array(base_price)
+
+
+def _complement_leaves(leaf_names: list[str]) -> list[list[int]]:
+    """Per leaf (in TAXONOMY order), the indices of its complementary leaves."""
     leaf_index = {name: i for i, name in enumerate(leaf_names)}
-    n_leaves = len(leaf_names)
-    dep_arr = np.array(leaf_department)
-    n_items = cfg.n_items
+    return [[leaf_index[t] for t in targets] for dep in TAXONOMY.values() for _, _, targets in dep.values()]
 
-    # Every leaf gets at least one item; the rest are spread with Dirichlet noise.
+
+def _assign_leaves(rng: np.random.Generator, n_items: int, n_leaves: int) -> np.ndarray:
+    """(I,) shuffled leaf of every item.
+
+    With at least one item per leaf available, every leaf gets one and the rest are spread with
+    Dirichlet noise; otherwise a random subset of leaves gets one item each.
+    """
     shares = rng.dirichlet(np.full(n_leaves, 3.0))
-    counts = 1 + rng.multinomial(max(n_items - n_leaves, 0), shares) if n_items >= n_leaves else None
-    if counts is None:
-        leaf = rng.choice(n_leaves, size=n_items, replace=False)
+    if n_items >= n_leaves:
+        leaf = np.repeat(np.arange(n_leaves), 1 + rng.multinomial(n_items - n_leaves, shares))
     else:
-        leaf = np.repeat(np.arange(n_leaves), counts)
-    leaf = rng.permutation(leaf)
+        leaf = rng.choice(n_leaves, size=n_items, replace=False)
+    return rng.permutation(leaf)
 
-    # Brands belong to one department and have a price tier.
-    n_brands = max(cfg.n_brands, len(departments))
-    brand_department = np.concatenate(
-        [np.arange(len(departments)), rng.integers(0, len(departments), n_brands - len(departments))]
-    )
+
+def _assign_brands(
+    cfg: SyntheticSource, rng: np.random.Generator, n_dep: int, item_department: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Draw brands (one department and price tier each) and the brand of every item.
+
+    Returns ``(brand (I,), brand_tier (B,), brand_names)``.
+    """
+    n_brands = max(cfg.n_brands, n_dep)
+    brand_department = np.concatenate([np.arange(n_dep), rng.integers(0, n_dep, n_brands - n_dep)])
     brand_tier = rng.choice(3, size=n_brands, p=[0.35, 0.45, 0.2])
     brand_names = _brand_names(rng, n_brands)
-    brand = np.empty(n_items, dtype=np.int64)
-    for d in range(len(departments)):
+    brand = np.empty(len(item_department), dtype=np.int64)
+    for d in range(n_dep):
         members = np.flatnonzero(brand_department == d)
-        mask = dep_arr[leaf] == d
+        mask = item_department == d
         # Brand sizes are skewed too: a few big brands, many small ones.
         w = rng.dirichlet(np.full(len(members), 0.7))
         brand[mask] = rng.choice(members, size=mask.sum(), p=w)
-    tier = brand_tier[brand]
-    price = (
-        np.round(np.array(base_price)[leaf] * TIER_PRICE[tier] * rng.lognormal(0.0, 0.25, n_items), 0) - 0.01
-    )
-    price = np.maximum(price, 0.99)
+    return brand, brand_tier, brand_names
 
+
+def _prices(
+    rng: np.random.Generator, base_price: np.ndarray, leaf: np.ndarray, tier: np.ndarray
+) -> np.ndarray:
+    """(I,) float prices: leaf base price x tier factor x log-normal noise, ending in .99."""
+    noise = rng.lognormal(0.0, 0.25, len(leaf))
+    price = np.round(base_price[leaf] * TIER_PRICE[tier] * noise, 0) - 0.01
+    return np.maximum(price, 0.99)
+
+
+def _zipf_popularity(rng: np.random.Generator, n_items: int, exponent: float) -> np.ndarray:
+    """(I,) normalised Zipf weights ``rank^-exponent`` over a random ranking of the items."""
     rank = rng.permutation(n_items) + 1
-    popularity = rank.astype(np.float64) ** (-cfg.zipf_exponent)
+    popularity = rank.astype(np.float64) ** (-exponent)
     popularity /= popularity.sum()
+    return popularity
 
-    # Specific complements per item: same brand first, then same tier, popularity-weighted.
+
+def _pick_complements(
+    rng: np.random.Generator,
+    leaf: np.ndarray,
+    brand: np.ndarray,
+    tier: np.ndarray,
+    popularity: np.ndarray,
+    target_leaves: list[list[int]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Specific complements per item: ``(complements (I, MAX_COMPLEMENTS) -1 padded, counts (I,))``.
+
+    Each complementary leaf gets an equal share of the slots, filled popularity-weighted without
+    replacement from the item's own brand, else its price tier, else the whole leaf.
+    """
+    n_items = len(leaf)
     complements = np.full((n_items, MAX_COMPLEMENTS), -1, dtype=np.int64)
     n_complements = np.zeros(n_items, dtype=np.int64)
-    items_in_leaf = [np.flatnonzero(leaf == c) for c in range(n_leaves)]
+    items_in_leaf = [np.flatnonzero(leaf == c) for c in range(len(target_leaves))]
     for i in range(n_items):
-        dep = departments[dep_arr[leaf[i]]]
-        targets = TAXONOMY[dep][leaf_names[leaf[i]]][2]
+        targets = target_leaves[leaf[i]]
         picks: list[int] = []
         per_target = max(1, MAX_COMPLEMENTS // max(len(targets), 1))
         for t in targets:
-            cand = items_in_leaf[leaf_index[t]]
+            cand = items_in_leaf[t]
             if len(cand) == 0:  # small catalogues leave some categories empty
                 continue
             pref = cand[brand[cand] == brand[i]]
@@ -276,14 +311,42 @@ def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue
         picks = picks[:MAX_COMPLEMENTS]
         complements[i, : len(picks)] = picks
         n_complements[i] = len(picks)
+    return complements, n_complements
 
+
+def _titles(
+    rng: np.random.Generator,
+    leaf: np.ndarray,
+    brand: np.ndarray,
+    tier: np.ndarray,
+    nouns: list[str],
+    brand_names: list[str],
+) -> list[str]:
+    """One title per item: brand, tier, noun, an optional variant and a model code (e.g. ``K42``)."""
     variants = ("", "Mini", "Max", "Lite", "Air", "Classic", "Eco", "Sport")
     titles = []
-    for i in range(n_items):
+    for i in range(len(leaf)):
         variant = variants[rng.integers(len(variants))]
         model = f"{chr(65 + rng.integers(26))}{rng.integers(1, 100)}"
         parts = [brand_names[brand[i]], TIER_NAMES[tier[i]], nouns[leaf[i]], variant, model]
         titles.append(" ".join(p for p in parts if p))
+    return titles
+
+
+def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue:
+    """Draw the catalogue: item leaves, brands and tiers, prices, popularity, complements, titles."""
+    leaf_names, leaf_department, nouns, base_price = _flat_taxonomy()
+    n_dep = len(TAXONOMY)
+    leaf = _assign_leaves(rng, cfg.n_items, len(leaf_names))
+    brand, brand_tier, brand_names = _assign_brands(cfg, rng, n_dep, leaf_department[leaf])
+    tier = brand_tier[brand]
+    price = _prices(rng, base_price, leaf, tier)
+    popularity = _zipf_popularity(rng, cfg.n_items, cfg.zipf_exponent)
+    complements, n_complements = _pick_complements(
+        rng, leaf, brand, tier, popularity, _complement_leaves(leaf_names)
+    )
+    titles = _titles(rng, leaf, brand, tier, nouns, brand_names)
+    departments = list(TAXONOMY)
     return Catalogue(
         leaf=leaf,
         brand=brand,
@@ -292,8 +355,10 @@ def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue
         popularity=popularity,
         complements=complements,
         n_complements=n_complements,
-        leaf_names=[f"{departments[dep_arr[c]]} > {leaf_names[c]}" for c in range(n_leaves)],
-        leaf_department=dep_arr,
+        leaf_names=[
+            f"{departments[d]} > {name}" for d, name in zip(leaf_department, leaf_names, strict=True)
+        ],
+        leaf_department=leaf_department,
         brand_names=brand_names,
         titles=titles,
     )
@@ -316,161 +381,289 @@ def _user_tastes(rng: np.random.Generator, n_users: int, cat: Catalogue) -> np.n
     return taste / taste.sum(axis=1, keepdims=True)
 
 
-def generate(cfg: SyntheticSource) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Generate ``(interactions, items)`` source frames. Same ``cfg`` -> identical output."""
-    rng = np.random.default_rng(cfg.seed)
-    cat = build_catalogue(cfg, rng)
-    n_users, n_items, n_leaves = cfg.n_users, cfg.n_items, len(cat.leaf_names)
-    n_brands = len(cat.brand_names)
+@dataclass(frozen=True)
+class _Users:
+    """Latent user traits as arrays indexed by user (0-based)."""
 
-    # --- users: tastes at the start and end of the time span, brand loyalty, price tier, buying mood
-    taste_a = _user_tastes(rng, n_users, cat)
-    taste_b = (1 - cfg.taste_drift) * taste_a + cfg.taste_drift * _user_tastes(rng, n_users, cat)
-    cum_a = np.cumsum(taste_a, axis=1).astype(np.float32)
-    cum_b = np.cumsum(taste_b, axis=1).astype(np.float32)
-    loyalty = rng.beta(2.0, 2.0 * (1 - cfg.brand_loyalty) / max(cfg.brand_loyalty, 1e-6), n_users)
-    price_sensitivity = rng.beta(2.0, 2.0, n_users)
-    user_tier = rng.choice(3, size=n_users, p=[0.4, 0.4, 0.2])
+    cum_taste_start: np.ndarray  # (U, C) float32 cumulative category preferences at the span's start
+    cum_taste_end: np.ndarray  # (U, C) float32 the same at the span's end
+    loyalty: np.ndarray  # (U,) probability of choosing the favourite brand
+    price_sensitivity: np.ndarray  # (U,) in 0..1
+    tier: np.ndarray  # (U,) preferred price tier 0..2
+    fav_brand: np.ndarray  # (U, D) favourite brand index per department
+    buyer: np.ndarray  # (U,) cart propensity multiplier, mean 1
+
+
+@dataclass(frozen=True)
+class _Views:
+    """Every product view, user-major and in time order within each user."""
+
+    user: np.ndarray  # (V,) user index
+    first_row: np.ndarray  # (U,) row of each user's first view
+    n_views: np.ndarray  # (U,) views per user, at most MAX_VIEWS_PER_USER
+    session: np.ndarray  # (V,) global session index
+    opens: np.ndarray  # (V,) bool: the view opens its session
+    time: np.ndarray  # (V,) float seconds after cfg.start
+    drift: np.ndarray  # (V,) 0..1 position of the session start within the span
+
+
+def _favourite_brands(rng: np.random.Generator, n_users: int, cat: Catalogue) -> np.ndarray:
+    """(U, D) each user's favourite brand per department, uniform over the department's brands."""
     n_dep = int(cat.leaf_department.max()) + 1
     fav_brand = np.empty((n_users, n_dep), dtype=np.int64)
     for d in range(n_dep):
         dep_brands = np.unique(cat.brand[cat.leaf_department[cat.leaf] == d])
         # a department without items is never visited (empty categories have zero taste)
         fav_brand[:, d] = rng.choice(dep_brands, size=n_users) if len(dep_brands) else 0
-    buyer = rng.beta(2.0, 4.0, n_users) / (2.0 / 6.0)  # mean 1: some users buy far more often
+    return fav_brand
 
-    # --- sessions and views (ragged, flattened per user)
+
+def _draw_users(cfg: SyntheticSource, rng: np.random.Generator, cat: Catalogue) -> _Users:
+    """Draw tastes at the start and end of the span, brand loyalty, price tier and buying mood."""
+    n_users = cfg.n_users
+    taste_a = _user_tastes(rng, n_users, cat)
+    taste_b = (1 - cfg.taste_drift) * taste_a + cfg.taste_drift * _user_tastes(rng, n_users, cat)
+    loyalty = rng.beta(2.0, 2.0 * (1 - cfg.brand_loyalty) / max(cfg.brand_loyalty, 1e-6), n_users)
+    price_sensitivity = rng.beta(2.0, 2.0, n_users)
+    tier = rng.choice(3, size=n_users, p=[0.4, 0.4, 0.2])
+    fav_brand = _favourite_brands(rng, n_users, cat)
+    buyer = rng.beta(2.0, 4.0, n_users) / (2.0 / 6.0)  # mean 1: some users buy far more often
+    return _Users(
+        cum_taste_start=np.cumsum(taste_a, axis=1).astype(np.float32),
+        cum_taste_end=np.cumsum(taste_b, axis=1).astype(np.float32),
+        loyalty=loyalty,
+        price_sensitivity=price_sensitivity,
+        tier=tier,
+        fav_brand=fav_brand,
+        buyer=buyer,
+    )
+
+
+def _draw_sessions(
+    cfg: SyntheticSource, rng: np.random.Generator, n_users: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``(sessions per user (U,), views per session (S,), session start offsets (S,))``.
+
+    Sessions are user-major; start offsets are seconds into the span, sorted within each user.
+    """
     n_sessions = 1 + rng.poisson(cfg.sessions_per_user - 1 if cfg.sessions_per_user > 1 else 0, n_users)
     total_sessions = int(n_sessions.sum())
     session_user = np.repeat(np.arange(n_users), n_sessions)
     session_len = 1 + rng.poisson(max(cfg.views_per_session - 1, 0), total_sessions)
-    # Session start times: sorted uniform offsets within the span, per user.
-    span = cfg.days * 86_400
-    start_offset = rng.uniform(0, span, total_sessions)
+    start_offset = rng.uniform(0, cfg.days * 86_400, total_sessions)
     order = np.lexsort((start_offset, session_user))
-    start_offset = start_offset[order]
-    views_per_user = np.bincount(session_user, weights=session_len, minlength=n_users).astype(np.int64)
-    cap = np.minimum(views_per_user, MAX_VIEWS_PER_USER)
-    view_user = np.repeat(np.arange(n_users), cap)
-    user_offset = np.concatenate([[0], np.cumsum(cap)[:-1]])
-    # For each view: its session (index into the user's sessions) and whether it opens the session.
+    return n_sessions, session_len, start_offset[order]
+
+
+def _session_of_views(
+    n_sessions: np.ndarray,
+    session_len: np.ndarray,
+    views_per_user: np.ndarray,
+    view_user: np.ndarray,
+    first_row: np.ndarray,
+) -> np.ndarray:
+    """(V,) global session index of every kept view (views past a user's cap are dropped)."""
+    session_user = np.repeat(np.arange(len(n_sessions)), n_sessions)
     session_first_global = np.concatenate([[0], np.cumsum(n_sessions)[:-1]])
-    local_session = np.arange(total_sessions) - session_first_global[session_user]
+    local_session = np.arange(len(session_len)) - session_first_global[session_user]
     session_of_view = np.repeat(local_session, session_len)  # uncapped, user-major
-    session_idx = np.empty(len(view_user), dtype=np.int64)
-    step = np.arange(len(view_user)) - user_offset[view_user]
+    step = np.arange(len(view_user)) - first_row[view_user]
     full_offset = np.concatenate([[0], np.cumsum(views_per_user)[:-1]])
-    session_idx[:] = session_of_view[full_offset[view_user] + step]
-    gsession = session_first_global[view_user] + session_idx
-    opens = np.r_[True, gsession[1:] != gsession[:-1]]
-    gaps = 60.0 + rng.exponential(120.0, len(view_user))
+    session_idx = session_of_view[full_offset[view_user] + step]
+    return session_first_global[view_user] + session_idx
+
+
+def _time_in_session(rng: np.random.Generator, opens: np.ndarray) -> np.ndarray:
+    """(V,) seconds since the view's session opened: cumulative gaps of 60 s + Exp(120 s)."""
+    gaps = 60.0 + rng.exponential(120.0, len(opens))
     gaps[opens] = 0.0
-    # Time within session: cumulative gaps since the session opened.
     cum_gap = np.cumsum(gaps)
     cum_gap -= np.maximum.accumulate(np.where(opens, cum_gap, 0.0))
-    view_time = start_offset[gsession] + cum_gap
-    drift_w = np.clip(start_offset[gsession] / span, 0, 1)
+    return cum_gap
 
-    # Funnel per view, independent of the item chosen.
-    is_cart = rng.random(len(view_user)) < np.clip(cfg.p_cart * buyer[view_user], 0, 1)
-    is_purchase = is_cart & (rng.random(len(view_user)) < cfg.p_purchase)
 
-    # --- item choice, step by step, vectorised across users
-    cat_sampler = _GroupSampler(cat.leaf, cat.popularity, n_leaves)
-    cb_key = cat.leaf * n_brands + cat.brand
-    cb_keys, cb_group = np.unique(cb_key, return_inverse=True)
-    brand_sampler = _GroupSampler(cb_group, cat.popularity, len(cb_keys))
-    ct_key = cat.leaf * 3 + cat.tier
-    ct_keys, ct_group = np.unique(ct_key, return_inverse=True)
-    tier_sampler = _GroupSampler(ct_group, cat.popularity, len(ct_keys))
+def _lay_out_views(cfg: SyntheticSource, rng: np.random.Generator) -> _Views:
+    """Draw sessions and lay them out as one flat list of timed views (ragged per user)."""
+    n_users = cfg.n_users
+    n_sessions, session_len, start_offset = _draw_sessions(cfg, rng, n_users)
+    session_user = np.repeat(np.arange(n_users), n_sessions)
+    views_per_user = np.bincount(session_user, weights=session_len, minlength=n_users).astype(np.int64)
+    n_views = np.minimum(views_per_user, MAX_VIEWS_PER_USER)
+    view_user = np.repeat(np.arange(n_users), n_views)
+    first_row = np.concatenate([[0], np.cumsum(n_views)[:-1]])
+    session = _session_of_views(n_sessions, session_len, views_per_user, view_user, first_row)
+    opens = np.r_[True, session[1:] != session[:-1]]
+    session_start = start_offset[session]
+    return _Views(
+        user=view_user,
+        first_row=first_row,
+        n_views=n_views,
+        session=session,
+        opens=opens,
+        time=session_start + _time_in_session(rng, opens),
+        drift=np.clip(session_start / (cfg.days * 86_400), 0, 1),
+    )
 
-    def pick_in_category(users: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+
+def _find(keys: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each ``key`` in the sorted ``keys`` (clipped) and whether it is there."""
+    pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+    return pos, keys[pos] == key
+
+
+class _ItemPicker:
+    """Vectorised item choice for many users at once: in a category, from taste, or a complement."""
+
+    def __init__(self, cat: Catalogue, users: _Users, rng: np.random.Generator):
+        self.cat, self.users, self.rng = cat, users, rng
+        self.n_brands = len(cat.brand_names)
+        self.by_leaf = _GroupSampler(cat.leaf, cat.popularity, len(cat.leaf_names))
+        self.cb_keys, cb_group = np.unique(cat.leaf * self.n_brands + cat.brand, return_inverse=True)
+        self.by_leaf_brand = _GroupSampler(cb_group, cat.popularity, len(self.cb_keys))
+        self.ct_keys, ct_group = np.unique(cat.leaf * 3 + cat.tier, return_inverse=True)
+        self.by_leaf_tier = _GroupSampler(ct_group, cat.popularity, len(self.ct_keys))
+
+    def in_category(self, users: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+        """An item of each leaf: the favourite brand's, else the user's tier's, else any, by popularity."""
+        rng, u_of = self.rng, self.users
         u = rng.random(len(users))
-        out = cat_sampler.sample(leaves, u)
+        out = self.by_leaf.sample(leaves, u)
         # favourite brand in this department, when it sells this category
-        fb = fav_brand[users, cat.leaf_department[leaves]]
-        key = leaves * n_brands + fb
-        pos = np.minimum(np.searchsorted(cb_keys, key), len(cb_keys) - 1)
-        has = cb_keys[pos] == key
-        use = has & (rng.random(len(users)) < loyalty[users])
-        out[use] = brand_sampler.sample(pos[use], u[use])
-        key_t = leaves * 3 + user_tier[users]
-        pos_t = np.minimum(np.searchsorted(ct_keys, key_t), len(ct_keys) - 1)
-        has_t = ct_keys[pos_t] == key_t
-        use_t = ~use & has_t & (rng.random(len(users)) < 0.5 * price_sensitivity[users])
-        out[use_t] = tier_sampler.sample(pos_t[use_t], u[use_t])
+        fb = u_of.fav_brand[users, self.cat.leaf_department[leaves]]
+        pos, has = _find(self.cb_keys, leaves * self.n_brands + fb)
+        use = has & (rng.random(len(users)) < u_of.loyalty[users])
+        out[use] = self.by_leaf_brand.sample(pos[use], u[use])
+        pos_t, has_t = _find(self.ct_keys, leaves * 3 + u_of.tier[users])
+        use_t = ~use & has_t & (rng.random(len(users)) < 0.5 * u_of.price_sensitivity[users])
+        out[use_t] = self.by_leaf_tier.sample(pos_t[use_t], u[use_t])
         return out
 
-    def pick_from_taste(users: np.ndarray, w: np.ndarray) -> np.ndarray:
-        late = rng.random(len(users)) < w
-        cum = np.where(late[:, None], cum_b[users], cum_a[users])
+    def from_taste(self, users: np.ndarray, drift: np.ndarray) -> np.ndarray:
+        """An item from a category drawn from the start or (with probability ``drift``) end taste."""
+        rng = self.rng
+        late = rng.random(len(users)) < drift
+        cum = np.where(late[:, None], self.users.cum_taste_end[users], self.users.cum_taste_start[users])
         r = rng.random(len(users), dtype=np.float32) * cum[:, -1]
-        leaves = np.minimum((cum < r[:, None]).sum(axis=1), n_leaves - 1)
-        return pick_in_category(users, leaves)
+        leaves = np.minimum((cum < r[:, None]).sum(axis=1), len(self.cat.leaf_names) - 1)
+        return self.in_category(users, leaves)
 
-    def pick_complement(items: np.ndarray) -> np.ndarray:
-        k = (rng.random(len(items)) * np.maximum(cat.n_complements[items], 1)).astype(np.int64)
-        return cat.complements[items, k]
+    def complement(self, items: np.ndarray) -> np.ndarray:
+        """A uniformly chosen specific complement of each item (-1 where it has none)."""
+        k = (self.rng.random(len(items)) * np.maximum(self.cat.n_complements[items], 1)).astype(np.int64)
+        return self.cat.complements[items, k]
 
-    view_item = np.empty(len(view_user), dtype=np.int64)
+
+def _next_items(
+    cfg: SyntheticSource,
+    pick: _ItemPicker,
+    users: np.ndarray,
+    on_screen: np.ndarray,
+    last_bought: np.ndarray,
+    new_session: np.ndarray,
+    drift: np.ndarray,
+) -> np.ndarray:
+    """The next viewed item of each user: complement, substitute, follow-up or a fresh pick from taste."""
+    r = pick.rng.random(len(users))
+    choice = np.full(len(users), -1, dtype=np.int64)
+    # within a session: complement of what is on screen, or a substitute
+    inside = ~new_session & (on_screen >= 0)
+    comp = inside & (r < cfg.p_complement)
+    if comp.any():
+        choice[comp] = pick.complement(on_screen[comp])
+    subst = inside & (choice < 0) & (r < cfg.p_complement + cfg.p_same_category)
+    if subst.any():
+        choice[subst] = pick.in_category(users[subst], pick.cat.leaf[on_screen[subst]])
+    # a new session often continues from the last purchase
+    follow = new_session & (last_bought >= 0) & (r < cfg.p_complement)
+    if follow.any():
+        choice[follow] = pick.complement(last_bought[follow])
+    rest = choice < 0
+    if rest.any():
+        choice[rest] = pick.from_taste(users[rest], drift[rest])
+    return choice
+
+
+def _choose_view_items(
+    cfg: SyntheticSource, pick: _ItemPicker, views: _Views, is_purchase: np.ndarray
+) -> np.ndarray:
+    """(V,) item of every view, chosen step by step: step t picks every user's t-th view at once."""
+    n_users = len(views.n_views)
+    view_item = np.empty(len(views.user), dtype=np.int64)
     current = np.full(n_users, -1, dtype=np.int64)
     last_bought = np.full(n_users, -1, dtype=np.int64)
-    for t in range(int(cap.max()) if len(cap) else 0):
-        users = np.flatnonzero(cap > t)
-        rows = user_offset[users] + t
-        r = rng.random(len(users))
-        choice = np.full(len(users), -1, dtype=np.int64)
-        new_session = opens[rows]
-        # within a session: complement of what is on screen, or a substitute
-        inside = ~new_session & (current[users] >= 0)
-        comp = inside & (r < cfg.p_complement)
-        if comp.any():
-            choice[comp] = pick_complement(current[users[comp]])
-        subst = inside & (choice < 0) & (r < cfg.p_complement + cfg.p_same_category)
-        if subst.any():
-            choice[subst] = pick_in_category(users[subst], cat.leaf[current[users[subst]]])
-        # a new session often continues from the last purchase
-        follow = new_session & (last_bought[users] >= 0) & (r < cfg.p_complement)
-        if follow.any():
-            choice[follow] = pick_complement(last_bought[users[follow]])
-        rest = choice < 0
-        if rest.any():
-            choice[rest] = pick_from_taste(users[rest], drift_w[rows[rest]])
+    for t in range(int(views.n_views.max()) if n_users else 0):
+        users = np.flatnonzero(views.n_views > t)
+        rows = views.first_row[users] + t
+        choice = _next_items(
+            cfg, pick, users, current[users], last_bought[users], views.opens[rows], views.drift[rows]
+        )
         view_item[rows] = choice
         current[users] = choice
         bought = is_purchase[rows]
         last_bought[users[bought]] = choice[bought]
+    return view_item
 
-    # --- event rows: view, then cart (+10..40 s), then purchase (+10..15 s after the cart)
+
+def _event_rows(
+    cfg: SyntheticSource,
+    rng: np.random.Generator,
+    views: _Views,
+    is_cart: np.ndarray,
+    is_purchase: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events sorted by user, time and kind, as ``(view row (E,), unix seconds (E,), kind (E,) int8)``.
+
+    Kind 0 is the view, 1 its cart (+10..40 s), 2 its purchase (+51..56 s, always after the cart).
+    """
     start_ts = int(pd.Timestamp(cfg.start, tz="UTC").timestamp())
-    base_ts = start_ts + view_time.astype(np.int64)
+    base_ts = start_ts + views.time.astype(np.int64)
     cart_rows = np.flatnonzero(is_cart)
     buy_rows = np.flatnonzero(is_purchase)
     cart_ts = base_ts[cart_rows] + rng.integers(10, 41, len(cart_rows))
     buy_ts = base_ts[buy_rows] + 41 + rng.integers(10, 16, len(buy_rows))
-    src = np.concatenate([np.arange(len(view_user)), cart_rows, buy_rows])
+    n_views = len(views.user)
+    src = np.concatenate([np.arange(n_views), cart_rows, buy_rows])
     ts = np.concatenate([base_ts, cart_ts, buy_ts])
     kind = np.concatenate(
         [
-            np.zeros(len(view_user), np.int8),
+            np.zeros(n_views, np.int8),
             np.ones(len(cart_rows), np.int8),
             np.full(len(buy_rows), 2, np.int8),
         ]
     )
-    order = np.lexsort((kind, ts, view_user[src]))
-    src, ts, kind = src[order], ts[order], kind[order]
-    users = view_user[src]
-    items = view_item[src]
-    events = np.array(["view", "cart", "purchase"], dtype=object)[kind]
-    user_ids = np.char.add("u", np.char.zfill(users.astype(str), 7))
-    item_ids = np.char.add("p", np.char.zfill((items + 1).astype(str), 6))
-    session_ids = np.char.add("s", (session_first_global[users] + session_idx[src]).astype(str))
+    order = np.lexsort((kind, ts, views.user[src]))
+    return src[order], ts[order], kind[order]
+
+
+def _item_ids(items: np.ndarray) -> np.ndarray:
+    """Item ids ``p000001``... for 0-based item indices."""
+    return np.char.add("p", np.char.zfill((items + 1).astype(str), 6))
+
+
+def generate(cfg: SyntheticSource) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Generate ``(interactions, items)`` source frames. Same ``cfg`` -> identical output."""
+    rng = np.random.default_rng(cfg.seed)
+    cat = build_catalogue(cfg, rng)
+    users = _draw_users(cfg, rng, cat)
+    views = _lay_out_views(cfg, rng)
+    # Funnel per view, independent of the item chosen.
+    is_cart = rng.random(len(views.user)) < np.clip(cfg.p_cart * users.buyer[views.user], 0, 1)
+    is_purchase = is_cart & (rng.random(len(views.user)) < cfg.p_purchase)
+    view_item = _choose_view_items(cfg, _ItemPicker(cat, users, rng), views, is_purchase)
+    src, ts, kind = _event_rows(cfg, rng, views, is_cart, is_purchase)
+
+    event_user = views.user[src]
+    event_item = view_item[src]
     interactions = source_interactions(
-        user_ids, item_ids, ts, events, price=cat.price[items], session_id=session_ids
+        np.char.add("u", np.char.zfill(event_user.astype(str), 7)),
+        _item_ids(event_item),
+        ts,
+        np.array(["view", "cart", "purchase"], dtype=object)[kind],
+        price=cat.price[event_item],
+        session_id=np.char.add("s", views.session[src].astype(str)),
     )
-    all_items = np.char.add("p", np.char.zfill((np.arange(n_items) + 1).astype(str), 6))
     items_frame = source_items(
-        all_items,
+        _item_ids(np.arange(cfg.n_items)),
         title=cat.titles,
         brand=[cat.brand_names[b] for b in cat.brand],
         category=[cat.leaf_names[c] for c in cat.leaf],

@@ -73,12 +73,9 @@ def cache_soft_labels(
     target = stores.soft_labels_dir(
         Path(root), teacher_digest, dataset_digest, top_k, logits_dtype, cache_hidden
     )
-    try:
-        manifest = verify_soft_labels(target)
-        if manifest["teacher_digest"] == teacher_digest and manifest["dataset_digest"] == dataset_digest:
-            return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, True
-    except SoftLabelCacheError:
-        pass
+    manifest = _reusable(target, teacher_digest, dataset_digest)
+    if manifest is not None:
+        return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, True
     t0 = time.perf_counter()
     teacher.eval()
     users = data.train_users()
@@ -95,7 +92,6 @@ def cache_soft_labels(
             users_per_group,
             batch_size,
         )
-        file = tmp / DATA_FILE
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "kind": KIND,
@@ -108,16 +104,34 @@ def cache_soft_labels(
             "max_len": max_len,
             "rows": rows,
             "users": int(len(users)),
-            "row_groups": pq.ParquetFile(file).num_row_groups,
-            "files": {
-                DATA_FILE: {"sha256": sha256_file(file), "bytes": file.stat().st_size},
-                ITEMS_FILE: _write_items(tmp, teacher),
-            },
+            **_files(tmp, teacher),
             "seconds": round(time.perf_counter() - t0, 3),
         }
         manifest["digest"] = manifest["files"][DATA_FILE]["sha256"]
         write_json_atomic(tmp / MANIFEST, manifest)
     return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, False
+
+
+def _reusable(target: Path, teacher_digest: str, dataset_digest: str) -> dict[str, Any] | None:
+    """The manifest of an intact cache at ``target`` built from this teacher and dataset, else None."""
+    try:
+        manifest = verify_soft_labels(target)
+    except SoftLabelCacheError:
+        return None
+    same = manifest["teacher_digest"] == teacher_digest and manifest["dataset_digest"] == dataset_digest
+    return manifest if same else None
+
+
+def _files(folder: Path, teacher: nn.Module) -> dict[str, Any]:
+    """The Parquet file's row groups and checksum, and the teacher's item embeddings written beside it."""
+    file = folder / DATA_FILE
+    return {
+        "row_groups": pq.ParquetFile(file).num_row_groups,
+        "files": {
+            DATA_FILE: {"sha256": sha256_file(file), "bytes": file.stat().st_size},
+            ITEMS_FILE: _write_items(folder, teacher),
+        },
+    }
 
 
 def _write_rows(

@@ -142,76 +142,90 @@ def _examples(cfg_meta: dict[str, Any], raw: list[Any], frame: pd.DataFrame, col
     return values
 
 
-def run_suites(
-    frames: dict[str, pd.DataFrame], suites: list[Suite], docs_dir: str | Path | None = None
-) -> ValidationReport:
-    """Validate ``frames[suite.name]`` against each suite; build Data Docs under ``docs_dir``."""
+def _ephemeral_context(docs_dir: Path | None) -> tuple[Any, str | None]:
+    """A quiet ephemeral GX context (errors-only logging, no progress bars) and the name of its Data
+    Docs site under ``docs_dir`` (None, and no site, without ``docs_dir``)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    site = None
-    if docs_dir is not None:
-        docs_dir = Path(docs_dir).resolve()
-        site = "shopdistill"
-        context.add_data_docs_site(
-            site_name=site,
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    if docs_dir is None:
+        return context, None
+    site = "shopdistill"
+    context.add_data_docs_site(
+        site_name=site,
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
             },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context, site
+
+
+def _suite_checkpoint(context: Any, source: Any, suite: Suite, site: str | None) -> Any:
+    """A GX checkpoint for ``suite``: a whole-dataframe asset of ``source``, the expectation suite and
+    its validation definition; it updates the Data Docs ``site`` when one is given."""
+    import great_expectations as gx
+
+    batch_def = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe("all")
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
+    for exp in suite.expectations:
+        gx_suite.add_expectation(exp)
+    vd = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite.name, data=batch_def, suite=gx_suite)
+    )
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[site])] if site else []
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"check-{suite.name}",
+            validation_definitions=[vd],
+            actions=actions,
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
         )
+    )
+
+
+def _check_result(suite: str, r: Any, frame: pd.DataFrame) -> CheckResult:
+    """One GX expectation result as a :class:`CheckResult` (examples of failing values only when it failed)."""
+    cfg = r.expectation_config
+    res = r.result or {}
+    exc = r.exception_info or {}
+    raised = exc.get("raised_exception") if isinstance(exc, dict) else False
+    column = cfg.kwargs.get("column")
+    return CheckResult(
+        suite=suite,
+        expectation=cfg.type,
+        column=column or (",".join(cfg.kwargs.get("column_list", [])) or None),
+        description=cfg.description or cfg.type,
+        severity=str(getattr(cfg, "severity", CRITICAL) or CRITICAL).split(".")[-1].lower(),
+        success=bool(r.success),
+        observed_value=_plain(res.get("observed_value")),
+        unexpected_count=res.get("unexpected_count"),
+        element_count=res.get("element_count"),
+        examples=_examples(cfg.meta or {}, res.get("partial_unexpected_list") or [], frame, column)
+        if not r.success
+        else [],
+        error=str(exc.get("exception_message")) if raised else None,
+    )
+
+
+def run_suites(
+    frames: dict[str, pd.DataFrame], suites: list[Suite], docs_dir: str | Path | None = None
+) -> ValidationReport:
+    """Validate ``frames[suite.name]`` against each suite; build Data Docs under ``docs_dir``."""
+    docs = Path(docs_dir).resolve() if docs_dir is not None else None
+    context, site = _ephemeral_context(docs)
     source = context.data_sources.add_pandas("shop")
     results: list[CheckResult] = []
     for suite in suites:
         frame = frames[suite.name]
-        batch_def = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe("all")
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
-        for exp in suite.expectations:
-            gx_suite.add_expectation(exp)
-        vd = context.validation_definitions.add(
-            gx.ValidationDefinition(name=suite.name, data=batch_def, suite=gx_suite)
-        )
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[site])] if site else []
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"check-{suite.name}",
-                validation_definitions=[vd],
-                actions=actions,
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
-            )
-        )
-        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        run = _suite_checkpoint(context, source, suite, site).run(batch_parameters={"dataframe": frame})
         for vres in run.run_results.values():
-            for r in vres.results:
-                cfg = r.expectation_config
-                res = r.result or {}
-                exc = r.exception_info or {}
-                raised = exc.get("raised_exception") if isinstance(exc, dict) else False
-                column = cfg.kwargs.get("column")
-                results.append(
-                    CheckResult(
-                        suite=suite.name,
-                        expectation=cfg.type,
-                        column=column or (",".join(cfg.kwargs.get("column_list", [])) or None),
-                        description=cfg.description or cfg.type,
-                        severity=str(getattr(cfg, "severity", CRITICAL) or CRITICAL).split(".")[-1].lower(),
-                        success=bool(r.success),
-                        observed_value=_plain(res.get("observed_value")),
-                        unexpected_count=res.get("unexpected_count"),
-                        element_count=res.get("element_count"),
-                        examples=_examples(
-                            cfg.meta or {}, res.get("partial_unexpected_list") or [], frame, column
-                        )
-                        if not r.success
-                        else [],
-                        error=str(exc.get("exception_message")) if raised else None,
-                    )
-                )
-    return ValidationReport(results, docs_path=(docs_dir / "index.html") if docs_dir else None)
+            results.extend(_check_result(suite.name, r, frame) for r in vres.results)
+    return ValidationReport(results, docs_path=(docs / "index.html") if docs else None)

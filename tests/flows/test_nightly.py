@@ -6,8 +6,8 @@ import pytest
 from prefect import flow
 
 import shopdistill.components.export as export
+import shopdistill.components.registration as registration
 import shopdistill.tasks.data as data_tasks
-import shopdistill.tasks.registration as registration_tasks
 import shopdistill.tasks.training as training_tasks
 from shopdistill.components.config import load_config
 from shopdistill.components.data.schema import DataSourceError
@@ -142,7 +142,7 @@ def test_data_that_fails_validation_stops_before_training_and_registers_nothing(
 
 
 def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(registration_tasks, "onnx_available", lambda: False)  # as without the [onnx] extra
+    monkeypatch.setattr(registration, "onnx_available", lambda: False)  # as without the [onnx] extra
     config = tiny_config(tmp_path)
     assert run(config).is_completed()
     registry = Registry(config.registry, tmp_path)

@@ -1,0 +1,123 @@
+"""The register stage: export the candidate to ONNX, log the run to MLflow, register a version.
+
+The export comes first: if it fails, nothing is logged or registered. The version becomes
+``challenger``, and ``champion`` too when the gate passed (``registry.py``). Every version carries
+the lineage of what made it: the digests of dataset, teacher, soft labels and student, the config hash
+and the code version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shopdistill.components import stores
+from shopdistill.components.artifacts import Handle, code_version
+from shopdistill.components.config import PipelineConfig, config_hash
+from shopdistill.components.data.dataset import Dataset, load_dataset
+from shopdistill.components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
+from shopdistill.components.models.checkpoint import load_model
+from shopdistill.components.registry import Registry, VersionInfo, metric_name
+from shopdistill.components.serving import NextItemScorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: VersionInfo
+    run_id: str
+    ui_link: str
+    tracking_uri: str
+    onnx: ExportResult | None
+
+
+def register(
+    config: PipelineConfig,
+    lineage: dict[str, Handle],
+    report: Path,
+    gate_passed: bool,
+    run_dir: Path,
+    flow_run_id: str = "",
+) -> Registered:
+    """``lineage``: the handles of ``dataset``, ``teacher``, ``soft_labels`` and ``candidate``."""
+    dataset, candidate = lineage["dataset"], lineage["candidate"]
+    ds = load_dataset(dataset.uri)
+    onnx = onnx_export(config, ds, dataset, candidate)
+    tags = lineage_tags(config, lineage, gate_passed, flow_run_id)
+    tags["onnx_export"] = onnx.handle.sha256 if onnx else "none"
+    reg = Registry(config.registry, config.runtime.root)
+    run_id = reg.log_run(
+        run_name=f"{config.data.name}-{run_dir.name}",
+        params=config.model_dump(mode="json"),
+        metrics=run_metrics(json.loads(report.read_text())["rows"], onnx),
+        tags=tags,
+        artifacts={p.name: p for p in run_dir.glob("*") if p.suffix in (".json", ".md", ".png")},
+        student_files={
+            "best.pt": candidate.uri,
+            "items.parquet": ds.path / "items.parquet",
+            "item_map.parquet": ds.path / "item_map.parquet",
+        },
+    )
+    if onnx:
+        reg.log_onnx_export(run_id, onnx.path)
+    model, cfg, _ = load_model(candidate.uri)
+    example = np.zeros((2, cfg.max_len), dtype=np.int64)  # batch 2: torch.export keeps the batch dynamic
+    example[0, :3], example[1, :1] = [1, 2, 3], [1]
+    reg.log_student_model(run_id, NextItemScorer(model), example)
+    version = reg.register(run_id, tags, make_champion=gate_passed)
+    return Registered(version, run_id, reg.ui_link(run_id), reg.uri, onnx)
+
+
+def onnx_export(
+    config: PipelineConfig, ds: Dataset, dataset: Handle, candidate: Handle
+) -> ExportResult | None:
+    """The candidate's ONNX export (reused while student, data and code are the same), or None when
+    the export is off or the [onnx] extra is missing."""
+    if not config.registry.onnx_export:
+        log.info("registry.onnx_export is off: registering without an ONNX export")
+        return None
+    if not onnx_available():
+        log.warning(
+            "the [onnx] extra is not installed: registering without an ONNX export (%s)", INSTALL_HINT
+        )
+        return None
+    folder = stores.export_dir(config.runtime.root, candidate.sha256, dataset.sha256, code_version())
+    return export_student(candidate.uri, ds, folder)
+
+
+def lineage_tags(
+    config: PipelineConfig, lineage: dict[str, Handle], gate_passed: bool, flow_run_id: str
+) -> dict[str, str]:
+    return {
+        "dataset_digest": lineage["dataset"].sha256,
+        "dataset_uri": lineage["dataset"].uri,
+        "teacher_digest": lineage["teacher"].sha256,
+        "soft_labels_digest": lineage["soft_labels"].sha256,
+        "student_digest": lineage["candidate"].sha256,
+        "config_hash": config_hash(config),
+        "code_version": code_version(),
+        "prefect_flow_run_id": flow_run_id,
+        "gate_passed": str(gate_passed).lower(),
+    }
+
+
+def run_metrics(rows: dict[str, dict[str, Any]], onnx: ExportResult | None) -> dict[str, float]:
+    """Every numeric value of the report as ``<model>.<metric>``, plus the export's parity and int8 deltas."""
+    metrics = {
+        f"{model}.{metric_name(k)}": v
+        for model, row in rows.items()
+        for k, v in row.items()
+        if isinstance(v, (int, float))
+    }
+    if onnx:
+        acc = onnx.manifest["int8"]["accuracy"]
+        metrics["onnx.parity_max_abs_diff"] = onnx.manifest["parity_max_abs_diff"]
+        metrics |= {f"onnx_int8.{metric_name(k)}": v for k, v in acc["int8"].items()}
+        metrics |= {f"onnx_int8.delta_{metric_name(k)}": v for k, v in acc["delta"].items()}
+    return metrics
