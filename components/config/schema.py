@@ -60,11 +60,11 @@ class StrictModel(BaseModel):
 class SyntheticSource(StrictModel):
     """The built-in synthetic shop (components/data/synthetic.py). Deterministic from ``seed``."""
 
-    kind: Literal["synthetic"] = "synthetic"
-    seed: int = 0
-    n_users: int = Field(2_000, ge=10)
-    n_items: int = Field(600, ge=30)
-    n_brands: int = Field(60, ge=2)
+    kind: Literal["synthetic"] = Field("synthetic", description="the built-in synthetic shop")
+    seed: int = Field(0, description="random seed of the generator")
+    n_users: int = Field(2_000, ge=10, description="shoppers")
+    n_items: int = Field(600, ge=30, description="products")
+    n_brands: int = Field(60, ge=2, description="brands")
     sessions_per_user: float = Field(3.0, gt=0, description="mean sessions per user (Poisson, >= 1)")
     views_per_session: float = Field(4.0, gt=0, description="mean product views per session")
     zipf_exponent: float = Field(1.05, ge=0, description="item popularity ~ rank^-exponent")
@@ -74,8 +74,8 @@ class SyntheticSource(StrictModel):
     p_purchase: float = Field(0.5, ge=0, le=1, description="a cart becomes a purchase")
     brand_loyalty: float = Field(0.35, ge=0, le=1, description="mean chance to pick a favourite brand")
     taste_drift: float = Field(0.5, ge=0, le=1, description="how far tastes move over the time span")
-    start: str = "2025-01-01"
-    days: int = Field(365, ge=1)
+    start: str = Field("2025-01-01", description="first day of the event log (YYYY-MM-DD)")
+    days: int = Field(365, ge=1, description="days the log spans")
 
     @model_validator(mode="after")
     def _probabilities(self) -> SyntheticSource:
@@ -87,13 +87,13 @@ class SyntheticSource(StrictModel):
 class ColumnMapping(StrictModel):
     """Names of the source columns that hold each canonical field (None: absent)."""
 
-    user: str = "user_id"
-    item: str = "item_id"
-    timestamp: str = "timestamp"
-    event: str | None = None
-    price: str | None = None
-    category: str | None = None
-    session: str | None = None
+    user: str = Field("user_id", description="column of the user (or session) id")
+    item: str = Field("item_id", description="column of the product id")
+    timestamp: str = Field("timestamp", description="column of the event time")
+    event: str | None = Field(None, description="column of the event type (view, cart, ...)")
+    price: str | None = Field(None, description="column of the price")
+    category: str | None = Field(None, description="column of the product category")
+    session: str | None = Field(None, description="column of the session id")
     order: str | None = Field(None, description="tie-breaker for equal timestamps, e.g. a sequence no.")
     time_offset: str | None = Field(
         None, description="added to the timestamp, e.g. ms since session start next to a date column"
@@ -101,32 +101,38 @@ class ColumnMapping(StrictModel):
 
 
 class CatalogMapping(StrictModel):
-    item: str = "item_id"
-    title: str | None = None
-    brand: str | None = None
-    category: str | None = None
-    price: str | None = None
+    item: str = Field("item_id", description="column of the product id")
+    title: str | None = Field(None, description="column of the product title")
+    brand: str | None = Field(None, description="column of the brand")
+    category: str | None = Field(None, description="column of the category")
+    price: str | None = Field(None, description="column of the price")
 
 
 class CatalogFile(StrictModel):
-    path: ResolvedPath
-    format: Literal["auto", "csv", "parquet"] = "auto"
-    delimiter: str = ","
-    encoding: str = "utf-8"
+    path: ResolvedPath = Field(description="the catalogue file (relative: to the YAML file's folder)")
+    format: Literal["auto", "csv", "parquet"] = Field(
+        "auto", description="file format; auto: from the suffix"
+    )
+    delimiter: str = Field(",", description="CSV field separator")
+    encoding: str = Field("utf-8", description="text encoding of a CSV")
     columns: CatalogMapping = CatalogMapping()
 
 
 class EventLogSource(StrictModel):
     """A CSV or Parquet event log with a column mapping, plus an optional catalogue file."""
 
-    kind: Literal["event_log"] = "event_log"
-    path: ResolvedPath
-    format: Literal["auto", "csv", "parquet"] = "auto"
-    delimiter: str = ","
-    encoding: str = "utf-8"
+    kind: Literal["event_log"] = Field("event_log", description="a CSV or Parquet event log")
+    path: ResolvedPath = Field(description="the log file (relative: to the YAML file's folder)")
+    format: Literal["auto", "csv", "parquet"] = Field(
+        "auto", description="file format; auto: from the suffix"
+    )
+    delimiter: str = Field(",", description="CSV field separator")
+    encoding: str = Field("utf-8", description="text encoding of a CSV")
     columns: ColumnMapping = ColumnMapping()
-    timestamp_unit: Literal["auto", "s", "ms", "iso"] = "auto"
-    time_offset_unit: Literal["s", "ms"] = "ms"
+    timestamp_unit: Literal["auto", "s", "ms", "iso"] = Field(
+        "auto", description="unit of the timestamp column; auto: guessed from its values"
+    )
+    time_offset_unit: Literal["s", "ms"] = Field("ms", description="unit of the time-offset column")
     event_map: dict[str, str] = Field(
         default_factory=dict, description="raw event value -> canonical event (view/cart/...)"
     )
@@ -137,9 +143,9 @@ class EventLogSource(StrictModel):
 class AmazonSource(StrictModel):
     """The Amazon review benchmark files (S3-Rec preprocessing): ``<name>.txt`` and friends."""
 
-    kind: Literal["amazon"] = "amazon"
-    path: ResolvedPath
-    name: str = "Beauty"
+    kind: Literal["amazon"] = Field("amazon", description="the Amazon review benchmark files")
+    path: ResolvedPath = Field(description="folder with <name>.txt and its metadata files")
+    name: str = Field("Beauty", description="file stem, e.g. Beauty for Beauty.txt")
 
 
 def _source_kind(value: Any) -> str:
@@ -168,19 +174,24 @@ class PreprocessConfig(StrictModel):
     )
     min_user_interactions: int = Field(0, ge=0, description="k-core: users need this many (0: off)")
     min_item_interactions: int = Field(0, ge=0, description="k-core: items need this many (0: off)")
-    split: Literal["leave_one_out", "time"] = "leave_one_out"
+    split: Literal["leave_one_out", "time"] = Field(
+        "leave_one_out",
+        description="leave_one_out: last item test, second-to-last validation; time: by time span",
+    )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
 
 
 class ValidationConfig(StrictModel):
-    allowed_events: tuple[str, ...] = CANONICAL_EVENTS
-    min_timestamp: str = "1995-01-01"
+    allowed_events: tuple[str, ...] = Field(
+        CANONICAL_EVENTS, description="event types the source may contain"
+    )
+    min_timestamp: str = Field("1995-01-01", description="earliest plausible event date")
     max_future_seconds: int = Field(86_400, ge=0, description="tolerated clock skew into the future")
     max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="share of exactly repeated rows")
-    min_users: int = Field(10, ge=1)
-    min_items: int = Field(10, ge=1)
-    min_interactions: int = Field(100, ge=1)
+    min_users: int = Field(10, ge=1, description="users needed after preprocessing")
+    min_items: int = Field(10, ge=1, description="items needed after preprocessing")
+    min_interactions: int = Field(100, ge=1, description="interactions needed after preprocessing")
     max_sequence_length: int = Field(10_000, ge=1, description="longer user histories look like bots")
     mean_sequence_length: tuple[float, float] = Field(
         (2.0, 500.0), description="warn-only drift check on the mean history length"
@@ -189,7 +200,11 @@ class ValidationConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(
+        "demo",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="names the prepared dataset's folder and the run folders",
+    )
     source: DataSource = SyntheticSource()
     preprocess: PreprocessConfig = PreprocessConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -197,13 +212,15 @@ class DataConfig(StrictModel):
 
 # ------------------------------------------------------------------------------- models and training
 class ModelConfig(StrictModel):
-    arch: Literal["sasrec", "gru"] = "sasrec"
-    d_model: int = Field(64, ge=2)
-    n_layers: int = Field(2, ge=0)
-    n_heads: int = Field(1, ge=1)
+    arch: Literal["sasrec", "gru"] = Field(
+        "sasrec", description="sasrec: causal Transformer; gru: GRU4Rec-style recurrent"
+    )
+    d_model: int = Field(64, ge=2, description="hidden and item-embedding width")
+    n_layers: int = Field(2, ge=0, description="Transformer blocks or GRU layers")
+    n_heads: int = Field(1, ge=1, description="attention heads (SASRec; d_model must divide by it)")
     ffn_mult: int = Field(4, ge=1, description="feed-forward width = ffn_mult * d_model")
-    dropout: float = Field(0.2, ge=0, lt=1)
-    max_len: int = Field(50, ge=2)
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings and blocks")
+    max_len: int = Field(50, ge=2, description="most recent items a model reads")
 
 
 def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
@@ -214,11 +231,13 @@ def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, A
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    epochs: int = Field(30, ge=1, description="most epochs")
+    batch_size: int = Field(128, ge=1, description="users per batch")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant, or cosine decay over the epochs"
+    )
     sampled_negatives: int | None = Field(
         None, ge=1, description="sampled softmax with this many shared negatives (None: full softmax)"
     )
@@ -228,7 +247,9 @@ class TrainConfig(StrictModel):
         "half by training popularity (logQ-corrected)",
     )
     patience: int = Field(5, ge=1, description="epochs without validation gain before stopping")
-    max_wall_seconds: float | None = Field(None, gt=0)
+    max_wall_seconds: float | None = Field(
+        None, gt=0, description="wall-clock budget, checked inside the epoch (None: none)"
+    )
 
     @model_validator(mode="after")
     def _sampling_needs_negatives(self) -> TrainConfig:
@@ -274,19 +295,21 @@ class DistillConfig(StrictModel):
         "full", description="student softmax over the whole catalogue, or over the teacher's top-K items"
     )
     top_k: int = Field(100, ge=1, description="teacher items cached per position")
-    logits_dtype: Literal["float32", "float16"] = "float16"
+    logits_dtype: Literal["float32", "float16"] = Field(
+        "float16", description="dtype of the cached teacher logits"
+    )
     cache_hidden: bool = Field(False, description="cache the teacher's hidden states (feature/relation KD)")
-    w_hard: float = Field(1.0, ge=0)
-    w_logits: float = Field(1.0, ge=0)
-    w_feature: float = Field(0.0, ge=0)
-    w_relation: float = Field(0.0, ge=0)
+    w_hard: float = Field(1.0, ge=0, description="weight of the hard-label cross-entropy")
+    w_logits: float = Field(1.0, ge=0, description="weight of logits KD (Hinton et al. 2015)")
+    w_feature: float = Field(0.0, ge=0, description="weight of feature KD (FitNets; needs cache_hidden)")
+    w_relation: float = Field(0.0, ge=0, description="weight of relational KD (RKD; needs cache_hidden)")
     w_ranking: float = Field(
         0.5, ge=0, description="ranking KD (Tang & Wang 2018) on the teacher's top items"
     )
-    rkd_distance_weight: float = Field(1.0, ge=0)
-    rkd_angle_weight: float = Field(2.0, ge=0)
-    ranking_k: int = Field(10, ge=1)
-    ranking_lambda: float = Field(3.0, gt=0)
+    rkd_distance_weight: float = Field(1.0, ge=0, description="RKD distance term weight")
+    rkd_angle_weight: float = Field(2.0, ge=0, description="RKD angle term weight")
+    ranking_k: int = Field(10, ge=1, description="teacher's top items that ranking KD uses")
+    ranking_lambda: float = Field(3.0, gt=0, description="decay of ranking KD's weights with rank")
     item_init: Literal["random", "teacher"] = Field(
         "teacher",
         description="the student's item embeddings start random, or from the teacher's (rank-d SVD of "
@@ -303,20 +326,24 @@ class DistillConfig(StrictModel):
 
 
 class GateConfig(StrictModel):
-    min_ratio_to_teacher: float = Field(0.90, ge=0)
-    require_beats_baseline: bool = True
+    min_ratio_to_teacher: float = Field(0.90, ge=0, description="candidate NDCG@10 >= this x the teacher's")
+    require_beats_baseline: bool = Field(
+        True, description="candidate must match the no-KD student (within baseline_tolerance)"
+    )
     baseline_tolerance: float = Field(
         0.0, ge=0, description="allowed NDCG@10 shortfall vs the no-KD baseline"
     )
     max_regression: float = Field(0.0, ge=0, description="allowed NDCG@10 drop vs the champion")
-    min_improvement: float = Field(0.0, ge=0)
-    max_p99_latency_ms: float | None = Field(None, gt=0)
-    max_model_mb: float | None = Field(None, gt=0)
+    min_improvement: float = Field(0.0, ge=0, description="required NDCG@10 gain over the champion (0: off)")
+    max_p99_latency_ms: float | None = Field(
+        None, gt=0, description="bound on the candidate's p99 latency (None: off)"
+    )
+    max_model_mb: float | None = Field(None, gt=0, description="bound on the candidate's size (None: off)")
 
 
 class RegistryConfig(StrictModel):
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or a SQLite file")
-    model_name: str = "shopdistill-student"
+    model_name: str = Field("shopdistill-student", description="registered model name in MLflow")
     onnx_export: bool = Field(
         True,
         description="log an ONNX export (fp32 + int8, components/export.py) with each registered version "
@@ -327,7 +354,7 @@ class RegistryConfig(StrictModel):
 class RuntimeConfig(StrictModel):
     output_dir: ResolvedPath | None = Field(None, description="default: $SHOPDISTILL_DATA_DIR or data/")
     threads: int = Field(1, ge=1, description="torch threads; 1 is fastest on 2 busy cores")
-    seed: int = 0
+    seed: int = Field(0, description="seed of teacher and students")
 
     @property
     def root(self) -> Path:
