@@ -418,7 +418,7 @@ def training_speed(
     sampling: str = SAMPLING,
     converge_seeds: int = CONVERGE_SEEDS,
 ) -> dict[str, Any]:
-    """Teacher epoch time at d=64, 2 layers, max length 50 (the issue's reference size), with the
+    """Teacher epoch time at d=64, 2 layers, max length 50 (the reference size), with the
     full-catalogue softmax and with a sampled softmax (``sampled_negatives`` shared negatives drawn by ``sampling``,
     ``train.sampled_negatives``); with ``converge`` both are trained to their best checkpoint
     (``converge_seeds`` seeds each, means reported), so the speed of the sampled loss is shown next to

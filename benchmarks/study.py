@@ -60,7 +60,7 @@ def study_grid(
     archs: tuple[str, ...] = ("sasrec", "gru"),
     groups: tuple[str, ...] | None = None,
 ) -> list[Variant]:
-    """The quick grid (headline), the full one (every group of the issue's study) or the ``groups``
+    """The quick grid (headline), the full one (every group of the study) or the ``groups``
     named. ``archs`` limits the headline to some student architectures (the other groups are SASRec
     students). A variant that two groups share (the size group's student at the profile's width is
     the headline's) is trained and reported once."""
@@ -441,7 +441,7 @@ def _tradeoff_table(result: dict[str, Any]) -> list[str]:
     t = result["teacher"]
     out = [
         "",
-        "Against the teacher (means over seeds; the issue asks for a student no wider than d=16, with >= 8x "
+        "Against the teacher (means over seeds; the target: a student no wider than d=16, with >= 8x "
         "fewer parameters, at >= 0.95x its test NDCG@10):",
         "",
         "| model | x fewer params | valid NDCG@10 / teacher | test NDCG@10 / teacher | p99 / teacher |",

@@ -1,4 +1,4 @@
 """shopdistill components: pure library code (data, validation, models, losses, training, registry).
 
-Nothing in this package imports prefect, ``tasks`` or ``flows`` (enforced by import-linter).
+Nothing in this package imports prefect, ``tasks``, ``flows`` or ``benchmarks`` (enforced by import-linter).
 """

@@ -1,1 +1,1 @@
-"""Prefect tasks: one thin @task per pipeline stage (added with the nightly flow)."""
+"""Prefect tasks: one thin @task per pipeline stage (a component call, an artifact, a handle)."""
