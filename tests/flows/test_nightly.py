@@ -200,3 +200,18 @@ def test_a_transient_error_is_retried_and_a_deterministic_one_is_not(tmp_path, m
     with pytest.raises(DataSourceError, match="event log file not found"):
         only_prepare()
     assert len(calls) == 1
+
+
+def test_the_benchmarks_reuse_the_nightly_runs_stored_models(tmp_path):
+    """One store for both: after a nightly run, the quality benchmark on the same config trains nothing."""
+    from shopdistill.benchmarks.quality import run_quality_benchmark
+
+    config = tiny_config(tmp_path)
+    assert run(config).is_completed()
+    lines = []
+    result = run_quality_benchmark(config, tmp_path / "bench", requests=5, log=lines.append)
+    trained = [line for line in lines if " epoch " in line and "resuming" not in line]
+    assert trained == [], trained  # teacher and both students came from the flow's stores
+    assert any("resuming after epoch" in line for line in lines)
+    assert "reused" in next(line for line in lines if line.startswith("soft labels"))
+    assert set(result["rows"]) == {"teacher", "student-sasrec-nokd", "student-sasrec-kd"}
