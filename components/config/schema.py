@@ -108,26 +108,27 @@ class CatalogMapping(StrictModel):
     price: str | None = Field(None, description="column of the price")
 
 
-class CatalogFile(StrictModel):
-    path: ResolvedPath = Field(description="the catalogue file (relative: to the YAML file's folder)")
+class TableFile(StrictModel):
+    """How to read a CSV or Parquet file (the event log, the catalogue)."""
+
+    path: ResolvedPath = Field(description="the file (relative: to the YAML file's folder)")
     format: Literal["auto", "csv", "parquet"] = Field(
         "auto", description="file format; auto: from the suffix"
     )
     delimiter: str = Field(",", description="CSV field separator")
     encoding: str = Field("utf-8", description="text encoding of a CSV")
+
+
+class CatalogFile(TableFile):
+    """A product catalogue: titles, brands, categories, prices by product id."""
+
     columns: CatalogMapping = CatalogMapping()
 
 
-class EventLogSource(StrictModel):
+class EventLogSource(TableFile):
     """A CSV or Parquet event log with a column mapping, plus an optional catalogue file."""
 
     kind: Literal["event_log"] = Field("event_log", description="a CSV or Parquet event log")
-    path: ResolvedPath = Field(description="the log file (relative: to the YAML file's folder)")
-    format: Literal["auto", "csv", "parquet"] = Field(
-        "auto", description="file format; auto: from the suffix"
-    )
-    delimiter: str = Field(",", description="CSV field separator")
-    encoding: str = Field("utf-8", description="text encoding of a CSV")
     columns: ColumnMapping = ColumnMapping()
     timestamp_unit: Literal["auto", "s", "ms", "iso"] = Field(
         "auto", description="unit of the timestamp column; auto: guessed from its values"
