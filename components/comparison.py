@@ -40,9 +40,10 @@ def evaluate(
     """``models``: handles of ``teacher``, ``student-kd`` and ``student-nokd`` (with ``max_len`` and
     ``history`` in their meta)."""
     data = SequenceData.from_path(dataset.uri)
-    loaded = {"teacher": (load_teacher(models["teacher"].uri), models["teacher"].meta["max_len"])}
+    teacher = models["teacher"]
+    loaded = {"teacher": (load_teacher(teacher.uri, teacher.sha256), teacher.meta["max_len"])}
     for name in ("student-kd", "student-nokd"):
-        model, cfg, _ = load_model(models[name].uri)
+        model, cfg, _ = load_model(models[name].uri, models[name].sha256)
         loaded[name] = (model, cfg.max_len)
     version, champion, note = champion_model(registry, root, run_dir, data.n_items)
     if champion is not None:
@@ -71,7 +72,7 @@ def champion_model(
     if champ is None:
         return None, None, "no champion yet"
     folder = reg.download_student(champ, run_dir / "champion")
-    model, cfg, _ = load_model(folder / "best.pt")
+    model, cfg, _ = load_model(folder / "best.pt", champ.tags.get("student_digest"))
     if model.item_emb.num_embeddings - 1 != n_items:
         return (
             None,

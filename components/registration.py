@@ -21,7 +21,7 @@ from shopdistill.components.artifacts import Handle, code_version
 from shopdistill.components.config import PipelineConfig, config_hash
 from shopdistill.components.data.dataset import Dataset, load_dataset
 from shopdistill.components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
-from shopdistill.components.models.checkpoint import load_model
+from shopdistill.components.models.checkpoint import load_model, verify_digest
 from shopdistill.components.registry import Registry, VersionInfo, metric_name
 from shopdistill.components.serving import NextItemScorer
 
@@ -47,6 +47,7 @@ def register(
 ) -> Registered:
     """``lineage``: the handles of ``dataset``, ``teacher``, ``soft_labels`` and ``candidate``."""
     dataset, candidate = lineage["dataset"], lineage["candidate"]
+    verify_digest(candidate.uri, candidate.sha256)  # the files registered are the ones evaluated
     ds = load_dataset(dataset.uri)
     onnx = onnx_export(config, ds, dataset, candidate)
     tags = lineage_tags(config, lineage, gate_passed, flow_run_id)
@@ -66,7 +67,7 @@ def register(
     )
     if onnx:
         reg.log_onnx_export(run_id, onnx.path)
-    model, cfg, _ = load_model(candidate.uri)
+    model, cfg, _ = load_model(candidate.uri, candidate.sha256)
     example = np.zeros((2, cfg.max_len), dtype=np.int64)  # batch 2: torch.export keeps the batch dynamic
     example[0, :3], example[1, :1] = [1, 2, 3], [1]
     reg.log_student_model(run_id, NextItemScorer(model), example)

@@ -110,15 +110,15 @@ def prepare_data(config: PipelineConfig) -> int:
 
 def run_flow(config: PipelineConfig) -> int:
     """Run the nightly flow once (a temporary Prefect server starts if no PREFECT_API_URL is set)."""
-    from shopdistill.flows.nightly import nightly_distillation
+    from shopdistill.flows.nightly import GateFailed, nightly_distillation
 
     state = nightly_distillation(config=config, return_state=True)
-    summary = state.data if isinstance(state.data, dict) else None
-    if summary is None:
-        try:
-            summary = state.result(raise_on_failure=False)
-        except Exception:  # noqa: BLE001 - a failed run may have no result to read
-            summary = None
+    try:
+        summary = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - a crashed run may have no result to read
+        summary = None
+    if isinstance(summary, GateFailed):
+        summary = summary.summary
     if isinstance(summary, dict) and "report" in summary:
         model = summary["model"]
         print(Path(summary["report"]).with_suffix(".md").read_text())
@@ -133,7 +133,9 @@ def run_flow(config: PipelineConfig) -> int:
     if state.is_completed():
         return 0
     print(f"error: {state.name}: {state.message}", file=sys.stderr)
-    return 3 if state.name == "GateFailed" else 1
+    if state.name == "GateFailed":
+        return 3
+    return 2 if isinstance(summary, ConfigError) else 1
 
 
 def _tracking_uri(config: PipelineConfig) -> str:
@@ -195,7 +197,7 @@ def _onnx_scorer(reg, champ, engine: str):
 def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
     from shopdistill.components.data.dataset import load_dataset
     from shopdistill.components.data.schema import DataSourceError
-    from shopdistill.components.models.checkpoint import load_model
+    from shopdistill.components.models.checkpoint import CheckpointError, load_model
     from shopdistill.components.registry import RegistryError
     from shopdistill.components.serving import UnknownUserError, recommend_for_user
 
@@ -203,7 +205,12 @@ def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
     if champ is None:
         raise RegistryError(f"no champion registered for {reg.name!r} yet: run `shopdistill run` first")
     if engine == "torch":
-        model, cfg, _ = load_model(reg.download_student(champ) / "best.pt")
+        try:
+            model, cfg, _ = load_model(
+                reg.download_student(champ) / "best.pt", champ.tags.get("student_digest")
+            )
+        except CheckpointError as exc:
+            raise RegistryError(f"{champ.name} v{champ.version}: {exc}") from None
         max_len, how = cfg.max_len, "champion"
     else:
         model = _onnx_scorer(reg, champ, engine)
@@ -227,6 +234,19 @@ def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
     return 0
 
 
+MAX_K = 1000
+
+
+def _positive_k(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k must be a whole number, not {text!r}") from None
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"--k must be between 1 and {MAX_K}, not {k}")
+    return k
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopdistill", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recommend", help="recommend products for a user with the champion")
     add_config_args(rec)
     rec.add_argument("--user", required=True, help="the user's id as in the source data")
-    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--k", type=_positive_k, default=10, help=f"how many products, 1..{MAX_K}")
     rec.add_argument(
         "--engine",
         choices=("torch", "onnx", "onnx-int8"),

@@ -29,6 +29,19 @@ from shopdistill.tasks.registration import register
 from shopdistill.tasks.training import cache_soft_labels, distill_student, train_teacher
 
 
+class GateFailed(Exception):
+    """The state's data when the candidate missed the gate: the message and the run's summary.
+
+    A failed state's data must be an exception (Prefect raises it from ``state.result()``)."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message, summary)  # both in args, so it pickles with Prefect's results
+        self.summary = summary
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def _summarise_failure(flow, flow_run, state) -> None:
     flow_run_logger(flow_run, flow).error(
         "nightly distillation %s did not finish: %s. Nothing is promoted by a failed run; the "
@@ -57,6 +70,7 @@ def nightly_distillation(
     root, runtime = str(config.runtime.root), config.runtime
 
     dataset = prepare_dataset(config.data, root, run_dir)
+    config.check_catalogue(dataset.meta["items"])
     teacher = train_teacher(dataset, config.teacher, runtime)
     soft_labels = cache_soft_labels(dataset, teacher, config.distill, runtime)
     baseline = distill_student(dataset, None, config.student, config.distill, runtime, "student-nokd")
@@ -77,12 +91,10 @@ def nightly_distillation(
     }
     if not gate.meta["passed"]:
         log.warning("gate failed; v%s registered as challenger only", version.meta["version"])
-        return Failed(
-            name="GateFailed",
-            message="candidate failed the gate: "
-            + "; ".join(r for r in gate.meta["reasons"] if r.startswith("FAILED")),
-            data=summary,
+        message = "candidate failed the gate: " + "; ".join(
+            r for r in gate.meta["reasons"] if r.startswith("FAILED")
         )
+        return Failed(name="GateFailed", message=message, data=GateFailed(message, summary))
     log.info("v%s is the new champion", version.meta["version"])
     return summary
 

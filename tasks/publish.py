@@ -17,12 +17,14 @@ def history_table(history: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def teacher_markdown(teacher: TeacherConfig, best: list[float], seconds: float, history: list[dict]) -> str:
+def teacher_markdown(
+    teacher: TeacherConfig, best: list[float], seconds: float, history: list[dict], reused: bool
+) -> str:
     ensemble = f", ensemble of {teacher.ensemble}" if teacher.ensemble > 1 else ""
+    how = "reused: a finished stored run" if reused else f"{seconds:.0f} s of training"
     return (
         f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers{ensemble}: "
-        f"best validation NDCG@10 {', '.join(f'{b:.4f}' for b in best)} ({seconds:.0f} s of training)\n\n"
-        + history_table(history)
+        f"best validation NDCG@10 {', '.join(f'{b:.4f}' for b in best)} ({how})\n\n" + history_table(history)
     )
 
 
@@ -39,7 +41,8 @@ def student_markdown(name: str, student: StudentConfig, distilled: bool, result:
     how = ", distilled" if distilled else ", hard labels only"
     return (
         f"{name} (`{student.model.arch}` d={student.model.d_model}{how}): best validation NDCG@10 "
-        f"{result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} ({result.stopped})\n\n"
+        f"{result.best_valid['NDCG@10']:.4f} at epoch {result.best_epoch} "
+        f"({'reused: a finished stored run' if result.trained_epochs == 0 else result.stopped})\n\n"
         + history_table(result.history)
     )
 

@@ -1,8 +1,7 @@
 """Model stages: train the teacher, cache its soft labels, distil a student (or the no-KD baseline).
 
-Cached by content (input digests + config + code version). The components also reuse their own valid
-output (checkpoints resume, a verified cache is reused), so a rerun stays cheap even if Prefect's result
-storage is wiped.
+Each reuses its verified stored output when nothing it depends on changed (see ``policy.py``): a rerun
+trains nothing and still publishes every artifact, marked "reused".
 """
 
 from __future__ import annotations
@@ -17,12 +16,10 @@ from shopdistill.components.models.checkpoint import load_teacher
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import writer as soft_label_stage
 from shopdistill.components.training import teacher as teacher_stage
-from shopdistill.tasks.policy import RETRY_DELAYS, content_cache_key, retry_transient
+from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 from shopdistill.tasks.publish import soft_labels_markdown, student_markdown, teacher_markdown
 
 EXPENSIVE = dict(
-    cache_key_fn=content_cache_key,
-    persist_result=True,
     retries=len(RETRY_DELAYS),
     retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=retry_transient,
@@ -44,7 +41,7 @@ def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfi
     best = [m.best_valid["NDCG@10"] for m in run.members]
     create_markdown_artifact(
         key="teacher-metrics",
-        markdown=teacher_markdown(teacher, best, run.train_seconds, run.history),
+        markdown=teacher_markdown(teacher, best, run.train_seconds, run.history, run.reused),
         description="Teacher training",
     )
     meta = {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble}
@@ -56,7 +53,7 @@ def cache_soft_labels(
     dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig
 ) -> Handle:
     handle, manifest, reused = soft_label_stage.cache_soft_labels(
-        load_teacher(teacher.uri),
+        load_teacher(teacher.uri, teacher.sha256),
         SequenceData.from_path(dataset.uri),
         runtime.root,
         teacher_digest=teacher.sha256,

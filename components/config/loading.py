@@ -56,7 +56,7 @@ def _format_errors(err: ValidationError, origin: str) -> str:
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date-like value that is no date (2025-13-40)
         return text
 
 
@@ -82,7 +82,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} is not valid UTF-8: {exc}") from None
     try:
         tree = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date-like value that is no date
         raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"configuration file {path} must hold a mapping at the top level")

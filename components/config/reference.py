@@ -8,6 +8,7 @@ Every key is listed with its type, default and the field's description; a test f
 
 from __future__ import annotations
 
+import datetime
 import sys
 import types
 import typing
@@ -56,6 +57,8 @@ def _default(field: Any) -> str:
         return "required"
     if isinstance(field.default, BaseModel):
         return "(section)"
+    if isinstance(field.default, datetime.date):
+        return f"`{field.default.isoformat()}`"
     return f"`{field.default!r}`"
 
 

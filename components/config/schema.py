@@ -8,6 +8,7 @@ directory. Models are defined at module level so Prefect can pickle them as flow
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,7 +75,9 @@ class SyntheticSource(StrictModel):
     p_purchase: float = Field(0.5, ge=0, le=1, description="a cart becomes a purchase")
     brand_loyalty: float = Field(0.35, ge=0, le=1, description="mean chance to pick a favourite brand")
     taste_drift: float = Field(0.5, ge=0, le=1, description="how far tastes move over the time span")
-    start: str = Field("2025-01-01", description="first day of the event log (YYYY-MM-DD)")
+    start: datetime.date = Field(
+        datetime.date(2025, 1, 1), description="first day of the event log (YYYY-MM-DD)"
+    )
     days: int = Field(365, ge=1, description="days the log spans")
 
     @model_validator(mode="after")
@@ -223,6 +226,12 @@ class ModelConfig(StrictModel):
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings and blocks")
     max_len: int = Field(50, ge=2, description="most recent items a model reads")
 
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.arch == "sasrec" and self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
 
 def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
     """Leave an option out of a dump while it has its default (stored models are keyed by dumps)."""
@@ -344,7 +353,12 @@ class GateConfig(StrictModel):
 
 class RegistryConfig(StrictModel):
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or a SQLite file")
-    model_name: str = Field("shopdistill-student", description="registered model name in MLflow")
+    model_name: str = Field(
+        "shopdistill-student",
+        min_length=1,
+        pattern=r"^\S(.*\S)?$",
+        description="registered model name in MLflow",
+    )
     onnx_export: bool = Field(
         True,
         description="log an ONNX export (fp32 + int8, components/export.py) with each registered version "
@@ -370,3 +384,11 @@ class PipelineConfig(StrictModel):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    def check_catalogue(self, n_items: int) -> None:
+        """The settings that depend on the data, checked once it is prepared and before any training."""
+        if self.distill.top_k > n_items:
+            raise ConfigError(
+                f"distill.top_k ({self.distill.top_k}) exceeds the catalogue of {n_items:,} items; "
+                f"set it to at most {n_items}"
+            )

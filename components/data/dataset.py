@@ -171,7 +171,12 @@ def prepare_dataset(
         reused = False
     if not reused:
         manifest = _write(target, tables, _manifest(cfg, digest, prep, report))
-    handle = Handle(uri=str(target), sha256=digest, kind=KIND, meta={"name": cfg.name})
+    handle = Handle(
+        uri=str(target),
+        sha256=digest,
+        kind=KIND,
+        meta={"name": cfg.name, "items": manifest["counts"]["items"]},
+    )
     return PreparedDataset(handle, manifest, report, reused, time.perf_counter() - t0)
 
 

@@ -33,23 +33,46 @@ def save_model(path: Path, model: nn.Module, cfg: ModelConfig, n_items: int, met
     return digest
 
 
-def stored_digest(path: Path, meta: dict) -> str | None:
-    """The digest of ``path`` when it already holds the best weights ``meta`` describes, else None."""
+class CheckpointError(ValueError):
+    """A stored checkpoint is missing, damaged or not the one its handle or record names."""
+
+
+def stored_digest(path: Path, meta: dict, state: dict[str, torch.Tensor]) -> str | None:
+    """The digest of ``path`` when it holds exactly the best weights ``state`` (from ``last.pt``) with
+    ``meta``, else None: a damaged, truncated or changed ``best.pt`` is written again."""
     if not path.is_file():
         return None
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
-    except Exception:  # a damaged file is rewritten
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is rewritten
         return None
+    stored = blob.get("meta", {})
     if any(stored.get(k) != meta[k] for k in ("fingerprint", "best_epoch")):
+        return None
+    weights = blob.get("state_dict", {})
+    if weights.keys() != state.keys() or not all(torch.equal(weights[k], state[k]) for k in state):
         return None
     return sha256_file(path)
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
-    """Rebuild a model saved by :func:`save_model` without unpickling arbitrary objects."""
+def verify_digest(path: str | Path, expected: str | None) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` exists and its sha256 is ``expected`` (when given)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is missing")
+    if expected is not None and sha256_file(path) != expected:
+        raise CheckpointError(
+            f"checkpoint {path} does not match its recorded sha256 {expected[:12]}: it changed or is "
+            "damaged; run the stage that wrote it again"
+        )
+
+
+def load_model(path: str | Path, sha256: str | None = None) -> tuple[nn.Module, ModelConfig, dict]:
+    """Rebuild a model saved by :func:`save_model` without unpickling arbitrary objects; with
+    ``sha256``, only after the file's digest matched it."""
     from shopdistill.components.models import build_model
 
+    verify_digest(path, sha256)
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = ModelConfig(**blob["config"])
     model = build_model(cfg, blob["n_items"])
@@ -76,10 +99,11 @@ def write_ensemble(path: str | Path, members: list[tuple[Path, str]]) -> str:
     return digest
 
 
-def load_teacher(path: str | Path) -> nn.Module:
+def load_teacher(path: str | Path, sha256: str | None = None) -> nn.Module:
     """A teacher checkpoint (``best.pt``) or an ensemble record (``ensemble.json`` or its folder).
 
-    Every member's checkpoint digest is checked against the record, so a retrained member is noticed.
+    Every member's checkpoint digest is checked against the record, so a retrained or damaged member
+    is noticed; with ``sha256`` the checkpoint, or the record's digest, must match it too.
     """
     from shopdistill.components.models.ensemble import Ensemble
 
@@ -87,12 +111,20 @@ def load_teacher(path: str | Path) -> nn.Module:
     if path.is_dir():
         path = path / ENSEMBLE_FILE
     if path.name != ENSEMBLE_FILE:
-        return load_model(path)[0]
+        return load_model(path, sha256)[0]
+    verify_digest(path, None)
     body = json.loads(path.read_text())
+    digests = [m["sha256"] for m in body["members"]]
+    if sha256_json({"ensemble": digests}) != body["digest"] or (
+        sha256 is not None and body["digest"] != sha256
+    ):
+        raise CheckpointError(
+            f"ensemble record {path} does not match its recorded digest; retrain the teacher"
+        )
     members = []
     for m in body["members"]:
-        if sha256_file(m["checkpoint"]) != m["sha256"]:
-            raise ValueError(
+        if not Path(m["checkpoint"]).is_file() or sha256_file(m["checkpoint"]) != m["sha256"]:
+            raise CheckpointError(
                 f"ensemble member {m['checkpoint']} changed since {path} was written; retrain the teacher"
             )
         members.append(load_model(m["checkpoint"])[0])

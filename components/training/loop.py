@@ -45,6 +45,7 @@ class TrainResult:
     seconds: float
     stopped: str  # "patience" | "epochs" | "budget"
     resumed_from: int | None = None
+    trained_epochs: int = 0  # epochs trained by this call (0: a finished run, reused)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -169,7 +170,11 @@ def _resume(run: _Run, last_path: Path, state: _State) -> _State:
     """Restore everything from ``last.pt`` when it belongs to this configuration (its fingerprint)."""
     if not last_path.is_file():
         return state
-    ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, damaged or not a checkpoint of ours
+        run.log(f"[{run.name}] {last_path} cannot be read ({type(exc).__name__}): starting afresh")
+        return state
     if ckpt.get("fingerprint") != run.fingerprint:
         run.log(f"[{run.name}] ignoring {last_path}: it belongs to another configuration or dataset")
         return state
@@ -289,7 +294,7 @@ def _finish(
     best = state.best
     meta = {"best_epoch": best["epoch"], "valid": best["valid"], "fingerprint": run.fingerprint}
     finished_before = state.resumed_from is not None and len(state.history) == state.resumed_from - 1
-    digest = stored_digest(out_dir / BEST, meta) if finished_before else None
+    digest = stored_digest(out_dir / BEST, meta, state.best_state) if finished_before else None
     if digest is None:
         digest = save_model(out_dir / BEST, run.model, model_cfg, data.n_items, meta)
     if not math.isfinite(best["valid"][METRIC]) or best["epoch"] == 0:
@@ -303,4 +308,5 @@ def _finish(
         seconds=time.perf_counter() - t_start,
         stopped=stopped,
         resumed_from=state.resumed_from,
+        trained_epochs=len(state.history) - (state.resumed_from - 1 if state.resumed_from else 0),
     )

@@ -31,6 +31,11 @@ class TeacherRun:
         return self.members[0].history
 
     @property
+    def reused(self) -> bool:
+        """Nothing was trained by this call: every member was a finished stored run."""
+        return all(m.trained_epochs == 0 for m in self.members)
+
+    @property
     def train_seconds(self) -> float:
         return sum(h["seconds"] for m in self.members for h in m.history)
 

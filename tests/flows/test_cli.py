@@ -35,6 +35,37 @@ def test_bad_config_exits_2_with_the_key(out_root: Path, capsys):
     assert "student.model.widht: unknown key" in err
 
 
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ("student.model.n_heads=3", "d_model (16) must be divisible by n_heads (3)"),
+        ("registry.model_name=' '", "registry.model_name: String should match pattern"),
+        ("data.source.start=2025-13-40", "data.source.start: Input should be a valid date"),
+    ],
+)
+def test_settings_that_cannot_work_exit_2_before_anything_runs(out_root: Path, capsys, setting, message):
+    assert main(["run", "--set", setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not out_root.exists()  # no dataset, no teacher, no registry
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_top_k_larger_than_the_catalogue_exits_2_before_training(out_root: Path, capsys):
+    assert main(["run", *TINY, "--set", "distill.top_k=5000"]) == 2
+    assert "distill.top_k (5000) exceeds the catalogue of" in capsys.readouterr().err
+    assert not (out_root / "teachers").exists() and not (out_root / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    "k,message",
+    [("0", "between 1 and 1000, not 0"), ("-5", "between 1 and 1000"), ("ten", "a whole number, not 'ten'")],
+)
+def test_recommend_refuses_a_k_out_of_bounds(capsys, k, message):
+    with pytest.raises(SystemExit) as exited:
+        main(["recommend", "--user", "u1", "--k", k])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_bad_data_exits_1_and_writes_nothing(out_root: Path, tmp_path: Path, capsys):
     code = main(
         ["data", "prepare", "--profile", "beauty", "--set", f"data.source.path={tmp_path / 'missing'}"]

@@ -1,19 +1,23 @@
 """End-to-end runs of the nightly flow on tiny synthetic data, under one temporary Prefect API."""
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 from prefect import flow
 
 import shopdistill.components.export as export
 import shopdistill.components.registration as registration
 import shopdistill.tasks.data as data_tasks
+import shopdistill.tasks.evaluation as evaluation_tasks
 import shopdistill.tasks.training as training_tasks
 from shopdistill.components.config import load_config
 from shopdistill.components.data.schema import DataSourceError
 from shopdistill.components.registry import CHALLENGER, CHAMPION, Registry
+from shopdistill.components.training import loop
 from shopdistill.flows.cli import main as cli
-from shopdistill.flows.nightly import nightly_distillation
+from shopdistill.flows.nightly import GateFailed, nightly_distillation
 from tests.tiny import TINY_PIPELINE
 
 TINY = [
@@ -33,7 +37,7 @@ def tiny_config(root: Path, *extra: str):
 @pytest.fixture
 def counted(monkeypatch):
     """Count the expensive component calls made inside the tasks."""
-    calls = {"fit": 0, "soft_labels": 0, "student": 0}
+    calls = {"fit": 0, "soft_labels": 0, "student": 0, "epochs": 0}
 
     def counting(name, fn):
         def wrapper(*args, **kwargs):
@@ -58,7 +62,31 @@ def counted(monkeypatch):
         "distill_student",
         counting("student", training_tasks.student_stage.distill_student),
     )
+    real_epoch = loop._train_epoch
+
+    def epoch(*args, **kwargs):
+        calls["epochs"] += 1
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", epoch)
     return calls
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """The markdown of every artifact the tasks publish, by key (the last one of each key)."""
+    seen: dict[str, str] = {}
+
+    def record(real):
+        def create(*args, **kwargs):
+            seen[kwargs["key"]] = kwargs.get("markdown", "")
+            return real(*args, **kwargs)
+
+        return create
+
+    for module in (training_tasks, evaluation_tasks):
+        monkeypatch.setattr(module, "create_markdown_artifact", record(module.create_markdown_artifact))
+    return seen
 
 
 def run(config):
@@ -72,13 +100,15 @@ def recommended_items(out: str) -> list[str]:
 
 
 def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_stages(
-    tmp_path, counted, capsys, monkeypatch
+    tmp_path, counted, published, capsys, monkeypatch
 ):
     config = tiny_config(tmp_path)
     state = run(config)
     assert state.is_completed(), state.message
     summary = state.result()
-    assert counted == {"fit": 1, "soft_labels": 1, "student": 2}
+    first_epochs = counted["epochs"]
+    assert counted == {"fit": 1, "soft_labels": 1, "student": 2, "epochs": first_epochs} and first_epochs > 0
+    assert {"teacher-metrics", "soft-labels", "student-kd-training", "model-comparison"} <= set(published)
     run_dir = Path(summary["run_dir"])
     for name in ("report.json", "report.md", "gate.json", "learning_curves.png", "comparison.png"):
         assert (run_dir / name).is_file(), name
@@ -125,9 +155,18 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
         cli(["recommend"])  # --user is required
     assert cli(["recommend", "--user", "nobody", "--set", f"runtime.output_dir={tmp_path}"]) == 4
 
+    published.clear()
     state = run(config)
     assert state.is_completed(), state.message
-    assert counted == {"fit": 1, "soft_labels": 1, "student": 2}  # teacher, cache, students: cache hits
+    # every stage ran again, found its verified stored output and trained nothing
+    assert counted == {"fit": 2, "soft_labels": 2, "student": 4, "epochs": counted["epochs"]}
+    assert counted["epochs"] == first_epochs
+    # and every artifact is there again, saying "reused"
+    assert {"teacher-metrics", "soft-labels", "student-kd-training", "student-nokd-training"} <= set(
+        published
+    )
+    for key in ("teacher-metrics", "soft-labels", "student-kd-training", "student-nokd-training"):
+        assert "reused" in published[key], key
     assert registry.champion().version == "2"  # equal to the champion: allowed by default (no regression)
     assert state.result()["report"] != summary["report"]
 
@@ -137,7 +176,7 @@ def test_data_that_fails_validation_stops_before_training_and_registers_nothing(
     state = run(config)
     assert state.is_failed()
     assert "at least 100,000 users remain after preprocessing" in state.message
-    assert counted == {"fit": 0, "soft_labels": 0, "student": 0}
+    assert counted == {"fit": 0, "soft_labels": 0, "student": 0, "epochs": 0}
     assert Registry(config.registry, tmp_path).versions() == []
 
 
@@ -159,6 +198,11 @@ def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path, monkeypa
     state = run(strict)
     assert state.is_failed() and state.name == "GateFailed"
     assert "quality vs teacher" in state.message
+    # the failed state's data resolves into an exception that carries the run's summary (a dict
+    # there made the engine raise "dict cannot be resolved into an exception")
+    with pytest.raises(GateFailed, match="candidate failed the gate") as failed:
+        state.result()
+    assert failed.value.summary["gate"]["passed"] is False and failed.value.summary["model"]["version"] == "2"
     assert registry.champion().version == "1"
     assert registry.alias(CHALLENGER).version == "2"
     assert registry.version(2).aliases == [CHALLENGER]
@@ -215,3 +259,48 @@ def test_the_benchmarks_reuse_the_nightly_runs_stored_models(tmp_path):
     assert any("resuming after epoch" in line for line in lines)
     assert "reused" in next(line for line in lines if line.startswith("soft labels"))
     assert set(result["rows"]) == {"teacher", "student-sasrec-nokd", "student-sasrec-kd"}
+
+
+def test_two_data_roots_never_share_outputs_and_a_deleted_root_breaks_nothing(tmp_path):
+    """Same config, two data folders (two clones side by side): each trains into its own."""
+    import shutil
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert run(tiny_config(first)).is_completed()
+    state = run(tiny_config(second))
+    assert state.is_completed(), state.message
+    report = json.loads(Path(state.result()["report"]).read_text())
+    assert report["dataset"]
+    for kind in ("teachers", "soft_labels", "students"):
+        assert list((second / kind).iterdir()), kind  # trained here, not handed over from the first root
+    shutil.rmtree(first)
+    again = run(tiny_config(second))
+    assert again.is_completed(), again.message
+
+
+def test_damaged_stored_models_are_rebuilt_or_refused_never_used(tmp_path):
+    """A truncated last.pt restarts that training; a changed best.pt is rewritten from last.pt; a
+    corrupt soft-label file is rebuilt; each next run completes."""
+    config = tiny_config(tmp_path)
+    assert run(config).is_completed()
+    teacher_dir = next((tmp_path / "teachers").iterdir())
+    last = teacher_dir / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # truncated
+    student_best = next((tmp_path / "students").rglob("best.pt"))
+    blob = bytearray(student_best.read_bytes())
+    blob[-200:-184] = bytes(16)  # 16 bytes zeroed inside the weights
+    student_best.write_bytes(bytes(blob))
+    parquet = next((tmp_path / "soft_labels").rglob("soft_labels.parquet"))
+    parquet.write_bytes(parquet.read_bytes()[:-10])
+    state = run(config)
+    assert state.is_completed(), state.message
+    assert torch.load(last, weights_only=True)["epoch"] >= 1  # trained again from a fresh start
+    summary = state.result()
+    report = json.loads(Path(summary["report"]).read_text())
+    assert report["rows"]["student-kd"]["NDCG@10"] > 0
+    registry = Registry(config.registry, tmp_path)
+    version = registry.version(summary["model"]["version"])
+    folder = registry.download_student(version, tmp_path / "dl")
+    from shopdistill.components.artifacts import sha256_file
+
+    assert sha256_file(folder / "best.pt") == version.tags["student_digest"]  # the tag names the file

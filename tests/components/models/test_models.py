@@ -41,8 +41,12 @@ def test_default_teacher_is_about_ten_times_the_student_on_beauty_sizes():
 
 
 def test_d_model_must_divide_heads():
+    with pytest.raises(ValueError, match=r"d_model \(10\) must be divisible by n_heads \(3\)"):
+        ModelConfig(d_model=10, n_heads=3)  # refused with the configuration, before any model is built
     with pytest.raises(ValueError, match="not divisible by n_heads"):
-        build_model(ModelConfig(d_model=10, n_heads=3), 5)
+        build_model(
+            ModelConfig.model_construct(**{**ModelConfig().model_dump(), "d_model": 10, "n_heads": 3}), 5
+        )
 
 
 def test_fast_dropout_matches_expectation():
