@@ -35,6 +35,11 @@ class Registered:
     ui_link: str
     tracking_uri: str
     onnx: ExportResult | None
+    rerun: bool = False  # the same student on the same data was registered before: nothing new
+
+
+# what makes two registrations the same: the student's weights, the data it was scored on, the settings
+SAME_VERSION_TAGS = ("student_digest", "dataset_digest", "config_hash")
 
 
 def register(
@@ -48,11 +53,14 @@ def register(
     """``lineage``: the handles of ``dataset``, ``teacher``, ``soft_labels`` and ``candidate``."""
     dataset, candidate = lineage["dataset"], lineage["candidate"]
     verify_digest(candidate.uri, candidate.sha256)  # the files registered are the ones evaluated
+    tags = lineage_tags(config, lineage, gate_passed, flow_run_id)
+    reg = Registry(config.registry, config.runtime.root)
+    earlier = reg.find_version({k: tags[k] for k in SAME_VERSION_TAGS})
+    if earlier is not None:
+        return _rerun(reg, earlier, gate_passed)
     ds = load_dataset(dataset.uri)
     onnx = onnx_export(config, ds, dataset, candidate)
-    tags = lineage_tags(config, lineage, gate_passed, flow_run_id)
     tags["onnx_export"] = onnx.handle.sha256 if onnx else "none"
-    reg = Registry(config.registry, config.runtime.root)
     run_id = reg.log_run(
         run_name=f"{config.data.name}-{run_dir.name}",
         params=config.model_dump(mode="json"),
@@ -73,6 +81,17 @@ def register(
     reg.log_student_model(run_id, NextItemScorer(model), example)
     version = reg.register(run_id, tags, make_champion=gate_passed)
     return Registered(version, run_id, reg.ui_link(run_id), reg.uri, onnx)
+
+
+def _rerun(reg: Registry, earlier: VersionInfo, gate_passed: bool) -> Registered:
+    """Nothing new to register: the earlier version stands (and becomes champion if the gate passed)."""
+    log.info(
+        "%s v%s already holds this student for this data and config: nothing new registered",
+        earlier.name,
+        earlier.version,
+    )
+    version = reg.promote(earlier.version) if gate_passed else earlier
+    return Registered(version, earlier.run_id, reg.ui_link(earlier.run_id), reg.uri, None, rerun=True)
 
 
 def onnx_export(

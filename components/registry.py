@@ -203,6 +203,13 @@ class Registry:
     def champion(self) -> VersionInfo | None:
         return self.alias(CHAMPION)
 
+    def find_version(self, tags: Mapping[str, str]) -> VersionInfo | None:
+        """The latest version whose tags include every ``tags`` item, or None."""
+        for v in reversed(self.versions()):
+            if all(v.tags.get(k) == value for k, value in tags.items()):
+                return v
+        return None
+
     def versions(self) -> list[VersionInfo]:
         try:
             found = self.client.search_model_versions(f"name='{self.name}'")

@@ -36,6 +36,13 @@ def register(
         flow_run_id=str(flow_run.get_id() or ""),
     )
     v = done.version
+    if done.rerun:
+        create_markdown_artifact(
+            key="registration",
+            markdown=f"Unchanged: {v.name} v{v.version} already holds this student for this data and "
+            f"config; nothing new registered ({', '.join(v.aliases)}).",
+            description="Registration",
+        )
     if done.onnx:
         create_markdown_artifact(
             key="onnx-export",

@@ -11,6 +11,7 @@ import shopdistill.components.export as export
 import shopdistill.components.registration as registration
 import shopdistill.tasks.data as data_tasks
 import shopdistill.tasks.evaluation as evaluation_tasks
+import shopdistill.tasks.registration as registration_tasks
 import shopdistill.tasks.training as training_tasks
 from shopdistill.components.config import load_config
 from shopdistill.components.data.schema import DataSourceError
@@ -84,7 +85,7 @@ def published(monkeypatch):
 
         return create
 
-    for module in (training_tasks, evaluation_tasks):
+    for module in (training_tasks, evaluation_tasks, registration_tasks):
         monkeypatch.setattr(module, "create_markdown_artifact", record(module.create_markdown_artifact))
     return seen
 
@@ -167,7 +168,9 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     )
     for key in ("teacher-metrics", "soft-labels", "student-kd-training", "student-nokd-training"):
         assert "reused" in published[key], key
-    assert registry.champion().version == "2"  # equal to the champion: allowed by default (no regression)
+    # the same student on the same data and config: nothing new registered, the champion stands
+    assert [v.version for v in registry.versions()] == ["1"] and registry.champion().version == "1"
+    assert state.result()["model"]["version"] == "1" and "Unchanged: " in published["registration"]
     assert state.result()["report"] != summary["report"]
 
 
