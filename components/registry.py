@@ -40,10 +40,20 @@ PIP_REQUIREMENTS = ["torch>=2.4", "numpy>=1.26", "pandas>=2.2", "pyarrow>=16"]
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# A remote store that does not answer fails in seconds (MLflow's defaults retry for minutes).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# what MLflow answers for a model or alias that does not exist (anything else: the store failed)
+_ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
 class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked (no champion, unknown version, ...)."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The store cannot be reached or failed: unknown is not absent, so nothing may be decided on it."""
 
 
 class NoOnnxExportError(RegistryError):
@@ -172,7 +182,9 @@ class Registry:
         """
         try:
             self.client.get_registered_model(self.name)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code not in _ABSENT:
+                raise self._unavailable(exc) from None
             self.client.create_registered_model(self.name, description="shopdistill students")
         mv = self.client.create_model_version(
             self.name, source=f"runs:/{run_id}/{STUDENT_DIR}", run_id=run_id, tags=dict(tags)
@@ -189,15 +201,24 @@ class Registry:
     def version(self, version: str | int) -> VersionInfo:
         try:
             mv = self.client.get_model_version(self.name, str(version))
-        except MlflowException:
-            raise RegistryError(f"model {self.name!r} has no version {version}") from None
+        except MlflowException as exc:
+            if exc.error_code in _ABSENT:
+                raise RegistryError(f"model {self.name!r} has no version {version}") from None
+            raise self._unavailable(exc) from None
         return VersionInfo(self.name, str(mv.version), mv.run_id, mv.source, dict(mv.tags), list(mv.aliases))
 
+    def _unavailable(self, exc: MlflowException) -> RegistryUnavailableError:
+        return RegistryUnavailableError(f"registry unreachable ({self.uri}): {str(exc.message)[:300]}")
+
     def alias(self, alias: str) -> VersionInfo | None:
+        """The version behind ``alias``, None when there is none; :class:`RegistryUnavailableError`
+        when the store does not answer (an outage must not read as "no champion yet")."""
         try:
             mv = self.client.get_model_version_by_alias(self.name, alias)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in _ABSENT:
+                return None
+            raise self._unavailable(exc) from None
         return self.version(mv.version)
 
     def champion(self) -> VersionInfo | None:
@@ -213,8 +234,10 @@ class Registry:
     def versions(self) -> list[VersionInfo]:
         try:
             found = self.client.search_model_versions(f"name='{self.name}'")
-        except MlflowException:
-            return []
+        except MlflowException as exc:
+            if exc.error_code in _ABSENT:
+                return []
+            raise self._unavailable(exc) from None
         return sorted((self.version(v.version) for v in found), key=lambda v: int(v.version))
 
     def promote(self, version: str | int) -> VersionInfo:
@@ -232,7 +255,9 @@ class Registry:
         """Move the champion back to the one the last promotion replaced (again: no further change)."""
         try:
             model = self.client.get_registered_model(self.name)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code not in _ABSENT:
+                raise self._unavailable(exc) from None
             raise RegistryError(f"nothing to roll back: model {self.name!r} is not registered yet") from None
         previous = model.tags.get("previous_champion")
         if not previous:

@@ -115,3 +115,19 @@ def test_an_onnx_export_is_logged_with_its_version(registry, tmp_path):
     version = registry.register(run_id, {}, make_champion=True)
     folder = registry.download_onnx(version, tmp_path / "dl")
     assert (folder / "model.onnx").read_bytes() == b"graph" and (folder / "export.json").is_file()
+
+
+def test_an_unreachable_registry_is_not_an_empty_one(tmp_path):
+    """A closed loopback port: every read says "unreachable" (after MLflow's bounded retries); none
+    reads as "no champion" or "no versions", which would skip the no-regression rule."""
+    import socket
+
+    from shopdistill.components.registry import RegistryUnavailableError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reg = Registry(RegistryConfig(tracking_uri=f"http://127.0.0.1:{port}"), tmp_path)
+    for read in (reg.champion, reg.versions, lambda: reg.version(1)):
+        with pytest.raises(RegistryUnavailableError, match="registry unreachable"):
+            read()

@@ -307,3 +307,24 @@ def test_damaged_stored_models_are_rebuilt_or_refused_never_used(tmp_path):
     from shopdistill.components.artifacts import sha256_file
 
     assert sha256_file(folder / "best.pt") == version.tags["student_digest"]  # the tag names the file
+
+
+def test_an_unreachable_registry_fails_the_run_instead_of_skipping_the_champion_check(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tiny_config(tmp_path, f"registry.tracking_uri=http://127.0.0.1:{port}")
+    state = run(config)
+    assert state.is_failed() and "registry unreachable" in state.message
+    capsys.readouterr()
+    where = [
+        "--set",
+        f"runtime.output_dir={tmp_path}",
+        "--set",
+        f"registry.tracking_uri=http://127.0.0.1:{port}",
+    ]
+    for command in (["recommend", "--user", "u0000003"], ["promote", "1"], ["rollback"]):
+        assert cli([*command, *where]) == 4
+        assert "registry unreachable" in capsys.readouterr().err
