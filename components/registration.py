@@ -67,6 +67,7 @@ def register(
         metrics=run_metrics(json.loads(report.read_text())["rows"], onnx),
         tags=tags,
         artifacts={p.name: p for p in run_dir.glob("*") if p.suffix in (".json", ".md", ".png")},
+        curves=json.loads((run_dir / "histories.json").read_text()),
         student_files={
             "best.pt": candidate.uri,
             "items.parquet": ds.path / "items.parquet",

@@ -141,14 +141,23 @@ class Registry:
         tags: Mapping[str, str],
         artifacts: Mapping[str, str | Path],
         student_files: Mapping[str, str | Path],
+        curves: Mapping[str, list[Mapping[str, Any]]] | None = None,
     ) -> str:
-        """One MLflow run: flattened params, metrics, tags, files; the student under ``student/``."""
+        """One MLflow run: flattened params, metrics, tags, files; the student under ``student/``;
+        ``curves`` (model -> epoch records) as metrics with the epoch as step (learning curves)."""
         with self._fluent(), mlflow.start_run(experiment_id=self._experiment_id(), run_name=run_name) as run:
             params = flatten(params)
             keys = list(params)
             for i in range(0, len(keys), 100):
                 mlflow.log_params({k: params[k] for k in keys[i : i + 100]})
             mlflow.log_metrics({metric_name(k): float(v) for k, v in metrics.items()})
+            for model, history in (curves or {}).items():
+                for h in history:
+                    per_epoch = {"loss": h["loss"], **{f"valid_{k}": v for k, v in h["valid"].items()}}
+                    mlflow.log_metrics(
+                        {metric_name(f"{model}.{k}"): float(v) for k, v in per_epoch.items()},
+                        step=int(h["epoch"]),
+                    )
             mlflow.set_tags(dict(tags))
             for path in artifacts.values():
                 mlflow.log_artifact(str(path))

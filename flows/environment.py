@@ -17,6 +17,8 @@ QUIET_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # the components' loggers (training progress per epoch) appear in each run's Prefect logs
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "shopdistill",
 }
 
 

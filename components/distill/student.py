@@ -23,6 +23,7 @@ from shopdistill.components.models import build_model
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import SoftLabelCacheError, SoftLabelReader
 from shopdistill.components.training.loop import TrainResult, fit
+from shopdistill.components.training.progress import progress
 
 
 def distill_student(
@@ -36,7 +37,7 @@ def distill_student(
     cache: Handle | None = None,
     seed: int = 0,
     threads: int = 1,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = progress,
     name: str = "student",
 ) -> tuple[nn.Module, TrainResult]:
     """Train (or reuse, or resume) a student: with knowledge distillation from the soft-label

@@ -25,6 +25,7 @@ from shopdistill.components.evaluation import evaluate_model
 from shopdistill.components.models.checkpoint import save_model, stored_digest
 from shopdistill.components.sequences import SequenceData, TrainBatch
 from shopdistill.components.training.losses import StepLoss, hard_label_loss, negative_proposal
+from shopdistill.components.training.progress import progress
 from shopdistill.components.training.runtime import configure_torch
 
 LAST, BEST = "last.pt", "best.pt"
@@ -99,7 +100,7 @@ def fit(
     extra_modules: nn.Module | None = None,
     fingerprint: str = "",
     resume: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = progress,
     name: str = "model",
 ) -> TrainResult:
     """Train ``model`` until patience, ``epochs`` or the wall-clock budget runs out.

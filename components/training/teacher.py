@@ -15,6 +15,7 @@ from shopdistill.components.models import build_model
 from shopdistill.components.models.checkpoint import ENSEMBLE_FILE, load_teacher, write_ensemble
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.training.loop import TrainResult, fit
+from shopdistill.components.training.progress import progress
 
 
 @dataclass
@@ -49,7 +50,7 @@ def train_teacher(
     seed: int,
     *,
     threads: int = 1,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = progress,
 ) -> tuple[torch.nn.Module, TeacherRun]:
     """Train (or reuse, or resume) the teacher, stored by dataset digest, teacher config and seed.
 

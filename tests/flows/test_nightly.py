@@ -137,6 +137,8 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     }
     assert champion.tags["onnx_export"] != "none"
     assert "onnx_int8.delta_NDCG_at_10" in registry.client.get_run(champion.run_id).data.metrics
+    curve = registry.client.get_metric_history(champion.run_id, "student-kd.valid_NDCG_at_10")
+    assert [m.step for m in curve] == [1, 2]  # a learning curve: one point per epoch (2 epochs here)
 
     # the shopping-guide view from the champion: torch, and the same products from onnxruntime
     where = ["--set", f"runtime.output_dir={tmp_path}"]

@@ -301,3 +301,18 @@ def test_reusing_a_finished_run_leaves_its_best_checkpoint_alone(tiny_data, tmp_
     from shopdistill.components.artifacts import sha256_file
 
     assert third.checkpoint_sha256 == sha256_file(tmp_path / BEST)
+
+
+def test_progress_goes_to_the_shopdistill_logger_by_default(tiny_data, tmp_path, caplog):
+    """Components stay Prefect-free and log; Prefect shows the lines through its extra loggers."""
+    import logging
+
+    from shopdistill.components.models import build_model
+    from shopdistill.flows.environment import QUIET_DEFAULTS
+
+    model_cfg = ModelConfig(d_model=8, n_layers=1, n_heads=1, max_len=10)
+    with caplog.at_level(logging.INFO, logger="shopdistill"):
+        fit(build_model(model_cfg, tiny_data.n_items), tiny_data, model_cfg, TrainConfig(epochs=2), tmp_path)
+    epochs = [r for r in caplog.records if r.name == "shopdistill.training" and " epoch " in r.getMessage()]
+    assert len(epochs) == 2
+    assert "shopdistill" in QUIET_DEFAULTS["PREFECT_LOGGING_EXTRA_LOGGERS"].split(",")
