@@ -9,6 +9,7 @@ their workers.
 
 from __future__ import annotations
 
+import logging
 import os
 
 QUIET_DEFAULTS = {
@@ -20,6 +21,14 @@ QUIET_DEFAULTS = {
     # the components' loggers (training progress per epoch) appear in each run's Prefect logs
     "PREFECT_LOGGING_EXTRA_LOGGERS": "shopdistill",
 }
+
+
+def show_progress() -> None:
+    """Let the components' INFO lines (training epochs) through: Prefect gives the ``shopdistill``
+    logger its handlers (``PREFECT_LOGGING_EXTRA_LOGGERS``) but not a level, and the root's is WARNING."""
+    logger = logging.getLogger("shopdistill")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
 
 
 def apply_quiet_defaults() -> None:

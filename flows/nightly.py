@@ -22,7 +22,7 @@ from prefect.states import Failed
 
 from shopdistill.components import stores
 from shopdistill.components.config import PipelineConfig, RunParameters
-from shopdistill.flows.environment import apply_quiet_defaults
+from shopdistill.flows.environment import apply_quiet_defaults, show_progress
 from shopdistill.tasks.data import prepare_dataset
 from shopdistill.tasks.evaluation import decide_gate, evaluate
 from shopdistill.tasks.registration import register
@@ -65,6 +65,7 @@ def nightly_distillation(
 ):
     """``params`` (profile + common knobs, a form in the UI) unless a full ``config`` is given."""
     log = get_run_logger()
+    show_progress()
     config = config or params.to_config()
     run_dir = str(stores.new_run_dir(config.runtime.root, config.data.name, "nightly"))
     root, runtime = str(config.runtime.root), config.runtime

@@ -90,6 +90,23 @@ def published(monkeypatch):
     return seen
 
 
+def run_logs(state) -> list[str]:
+    """The log messages the Prefect API holds for a flow run."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    async def read():
+        await APILogHandler.aflush()
+        async with get_client() as client:
+            ids = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            return await client.read_logs(LogFilter(flow_run_id=ids), limit=200)
+
+    return [log.message for log in asyncio.run(read())]
+
+
 def run(config):
     return nightly_distillation(config=config, latency_requests=20, return_state=True)
 
@@ -108,6 +125,7 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     assert state.is_completed(), state.message
     summary = state.result()
     first_epochs = counted["epochs"]
+    assert any("[teacher] epoch   1/2" in m for m in run_logs(state))  # progress in the run's Prefect logs
     assert counted == {"fit": 1, "soft_labels": 1, "student": 2, "epochs": first_epochs} and first_epochs > 0
     assert {"teacher-metrics", "soft-labels", "student-kd-training", "model-comparison"} <= set(published)
     run_dir = Path(summary["run_dir"])
