@@ -1,7 +1,8 @@
 """The evaluate stage: teacher, KD student, no-KD student and the current champion on one test split.
 
 Writes the run's ``report.json`` / ``report.md``, the training histories and two plots. The champion
-is scored only when it was trained on the same catalogue; the report says why when it is not.
+is scored through its own item map (by raw product id), so a changed catalogue still compares the
+same products.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
 from torch import nn
 
 from shopdistill.components.artifacts import Handle, write_json_atomic
 from shopdistill.components.config import RegistryConfig
+from shopdistill.components.data.dataset import load_dataset
 from shopdistill.components.evaluation import compare_models
 from shopdistill.components.models.checkpoint import load_model, load_teacher
 from shopdistill.components.registry import Registry
@@ -45,7 +49,7 @@ def evaluate(
     for name in ("student-kd", "student-nokd"):
         model, cfg, _ = load_model(models[name].uri, models[name].sha256)
         loaded[name] = (model, cfg.max_len)
-    version, champion, note = champion_model(registry, root, run_dir, data.n_items)
+    version, champion, note = champion_model(registry, root, run_dir, load_dataset(dataset.uri).item_map)
     if champion is not None:
         loaded["champion"] = champion
     report = compare_models(loaded, data, "test", requests=requests)
@@ -64,22 +68,51 @@ def evaluate(
 
 
 def champion_model(
-    registry: RegistryConfig, root: Path, run_dir: Path, n_items: int
+    registry: RegistryConfig, root: Path, run_dir: Path, item_map: pd.DataFrame
 ) -> tuple[str | None, tuple[nn.Module, int] | None, str]:
-    """The current champion as (version, (model, max_len), note), or (None, None, why it is not scored)."""
+    """The current champion as (version, (model, max_len), note), scored through its own item map:
+    tonight's item ids are translated by raw product id into the champion's, and its scores back
+    (products it never saw score -inf). (None, None, note) when there is no champion yet."""
     reg = Registry(registry, root)
     champ = reg.champion()
     if champ is None:
         return None, None, "no champion yet"
     folder = reg.download_student(champ, run_dir / "champion")
     model, cfg, _ = load_model(folder / "best.pt", champ.tags.get("student_digest"))
-    if model.item_emb.num_embeddings - 1 != n_items:
-        return (
-            None,
-            None,
-            f"champion v{champ.version} was trained on another catalogue; compared as a first model",
-        )
-    return champ.version, (model, cfg.max_len), f"champion v{champ.version}"
+    own_map = pd.read_parquet(folder / "item_map.parquet")
+    remapped = CatalogueRemap(model, own_map, item_map)
+    known = int((remapped.to_own[1:] > 0).sum())
+    note = f"champion v{champ.version} ({known:,} of {len(item_map):,} products known to it)"
+    return champ.version, (remapped, cfg.max_len), note
+
+
+class CatalogueRemap(nn.Module):
+    """A model trained on another catalogue, scoring this one: ids mapped by raw product id.
+
+    ``to_own[t]`` is the model's id of this catalogue's item ``t`` (0: unknown, read as padding);
+    scores come back as (B, I) over this catalogue, -inf where the model does not know the product.
+    """
+
+    def __init__(self, model: nn.Module, own_map: pd.DataFrame, item_map: pd.DataFrame):
+        super().__init__()
+        self.model = model
+        own = dict(zip(own_map["raw_item_id"].astype(str), own_map["item_id"].astype(int), strict=True))
+        to_own = torch.zeros(len(item_map) + 1, dtype=torch.long)
+        for raw, item in zip(
+            item_map["raw_item_id"].astype(str), item_map["item_id"].astype(int), strict=True
+        ):
+            to_own[item] = own.get(raw, 0)
+        self.register_buffer("to_own", to_own, persistent=False)
+
+    def forward(self, items: torch.Tensor):
+        return self.model(self.to_own[items])  # (B, L) in the model's ids
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        own = self.model.scores(hidden)  # (B, I_own), column c = the model's item c + 1
+        out = own.new_full((*own.shape[:-1], len(self.to_own) - 1), float("-inf"))
+        known = self.to_own[1:] > 0
+        out[..., known] = own[..., self.to_own[1:][known] - 1]
+        return out
 
 
 def _plots(run_dir: Path, histories: dict[str, list[dict[str, Any]]], rows: dict[str, Any]) -> None:

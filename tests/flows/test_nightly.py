@@ -348,3 +348,14 @@ def test_an_unreachable_registry_fails_the_run_instead_of_skipping_the_champion_
     for command in (["recommend", "--user", "u0000003"], ["promote", "1"], ["rollback"]):
         assert cli([*command, *where]) == 4
         assert "registry unreachable" in capsys.readouterr().err
+
+
+def test_a_champion_from_another_catalogue_is_scored_through_its_item_map(tmp_path):
+    """Item ids are rebuilt at every prepare; the no-regression rule still compares the same products."""
+    assert run(tiny_config(tmp_path)).is_completed()
+    state = run(tiny_config(tmp_path, "data.source.n_items=90"))  # a bigger catalogue, ids rebuilt
+    summary = state.result() if state.is_completed() else state.result(raise_on_failure=False).summary
+    report = json.loads(Path(summary["report"]).read_text())
+    assert "champion" in report["rows"] and report["rows"]["champion"]["NDCG@10"] > 0
+    assert report["champion"]["version"] == "1" and "of 90 products known to it" in report["champion"]["note"]
+    assert not any("first model" in r for r in summary["gate"]["reasons"])
