@@ -30,10 +30,12 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from shopdistill.components.artifacts import sha256_file
 from shopdistill.components.config import RegistryConfig
 
 EXPERIMENT = "shopdistill"
 CHAMPION, CHALLENGER = "champion", "challenger"
+COMPLETE = "complete"  # tagged last: the version's files were checked and its outcome is recorded
 STUDENT_DIR = "student"
 ONNX_DIR = "onnx"
 PIP_REQUIREMENTS = ["torch>=2.4", "numpy>=1.26", "pandas>=2.2", "pyarrow>=16"]
@@ -187,25 +189,53 @@ class Registry:
     def register(self, run_id: str, tags: Mapping[str, str], make_champion: bool) -> VersionInfo:
         """A new version from the run's ``student/`` folder: alias challenger, and champion if asked.
 
-        If any step after creating the version fails, the version is deleted again.
+        The version is created without its outcome tags; its ``student/`` files are checked (present,
+        and ``best.pt`` matching the ``student_digest`` tag) before any alias moves; only then is it
+        tagged ``gate_passed`` and ``complete``. If any step fails, the version is deleted again, so a
+        version without ``complete`` (a killed registration) is never an earlier version to reuse.
         """
-        try:
-            self.client.get_registered_model(self.name)
-        except MlflowException as exc:
-            if exc.error_code not in _ABSENT:
-                raise self._unavailable(exc) from None
-            self.client.create_registered_model(self.name, description="shopdistill students")
+        self._ensure_model()
+        outcome = {k: tags[k] for k in ("gate_passed",) if k in tags}
+        created = {k: v for k, v in tags.items() if k not in outcome}
         mv = self.client.create_model_version(
-            self.name, source=f"runs:/{run_id}/{STUDENT_DIR}", run_id=run_id, tags=dict(tags)
+            self.name, source=f"runs:/{run_id}/{STUDENT_DIR}", run_id=run_id, tags=created
         )
         try:
+            self._verify_student(mv.version, run_id, tags.get("student_digest"))
             self.client.set_registered_model_alias(self.name, CHALLENGER, mv.version)
+            for key, value in {**outcome, COMPLETE: "true"}.items():
+                self.client.set_model_version_tag(self.name, mv.version, key, value)
             if make_champion:
                 self.promote(mv.version)
         except Exception:
             self.client.delete_model_version(self.name, mv.version)
             raise
         return self.version(mv.version)
+
+    def _ensure_model(self) -> None:
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException as exc:
+            if exc.error_code not in _ABSENT:
+                raise self._unavailable(exc) from None
+            self.client.create_registered_model(self.name, description="shopdistill students")
+
+    def _verify_student(self, version: str, run_id: str, digest: str | None) -> None:
+        """The version's ``student/`` files are in the artifact store, and ``best.pt`` is the one named."""
+        names = {Path(a.path).name for a in self.client.list_artifacts(run_id, STUDENT_DIR)}
+        missing = {"best.pt", "items.parquet", "item_map.parquet"} - names
+        if missing:
+            raise RegistryError(
+                f"{self.name} v{version}: {', '.join(sorted(missing))} missing from the artifact store"
+            )
+        with tempfile.TemporaryDirectory(prefix="shopdistill-verify-") as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{STUDENT_DIR}/best.pt", dst_path=tmp, tracking_uri=self.uri
+            )
+            if digest and sha256_file(path) != digest:
+                raise RegistryError(
+                    f"{self.name} v{version}: the stored best.pt does not match student_digest"
+                )
 
     def version(self, version: str | int) -> VersionInfo:
         try:
@@ -234,9 +264,9 @@ class Registry:
         return self.alias(CHAMPION)
 
     def find_version(self, tags: Mapping[str, str]) -> VersionInfo | None:
-        """The latest version whose tags include every ``tags`` item, or None."""
+        """The latest complete version whose tags include every ``tags`` item, or None."""
         for v in reversed(self.versions()):
-            if all(v.tags.get(k) == value for k, value in tags.items()):
+            if v.tags.get(COMPLETE) == "true" and all(v.tags.get(k) == value for k, value in tags.items()):
                 return v
         return None
 

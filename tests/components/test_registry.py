@@ -18,16 +18,22 @@ def registry(tmp_path):
     return Registry(RegistryConfig(model_name="test-model"), tmp_path)
 
 
+def student_files(tmp_path) -> dict:
+    files = {}
+    for name in ("best.pt", "items.parquet", "item_map.parquet"):
+        files[name] = tmp_path / name
+        files[name].write_bytes(name.encode())
+    return files
+
+
 def new_version(registry, tmp_path, champion: bool, tag: str = "x"):
-    f = tmp_path / "best.pt"
-    f.write_bytes(b"weights")
     run_id = registry.log_run(
         run_name="r",
         params={"a": {"b": 1}},
         metrics={"NDCG@10": 0.5},
         tags={"t": tag},
         artifacts={},
-        student_files={"best.pt": f},
+        student_files=student_files(tmp_path),
     )
     return registry.register(run_id, {"dataset_digest": tag}, make_champion=champion)
 
@@ -52,7 +58,7 @@ def test_run_params_metrics_tags_and_artifacts_live_under_the_data_dir(registry,
     assert run.data.tags["t"] == "x"
     assert run.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())
     folder = registry.download_student(v, tmp_path / "dl")
-    assert (folder / "best.pt").read_bytes() == b"weights"
+    assert (folder / "best.pt").read_bytes() == b"best.pt"
     assert (tmp_path / "mlflow.db").is_file()
 
 
@@ -102,14 +108,13 @@ def test_an_onnx_export_is_logged_with_its_version(registry, tmp_path):
     export.mkdir()
     (export / "model.onnx").write_bytes(b"graph")
     (export / "export.json").write_text("{}")
-    (tmp_path / "best.pt").write_bytes(b"weights")
     run_id = registry.log_run(
         run_name="r",
         params={},
         metrics={},
         tags={},
         artifacts={},
-        student_files={"best.pt": tmp_path / "best.pt"},
+        student_files=student_files(tmp_path),
     )
     registry.log_onnx_export(run_id, export)
     version = registry.register(run_id, {}, make_champion=True)
@@ -131,3 +136,34 @@ def test_an_unreachable_registry_is_not_an_empty_one(tmp_path):
     for read in (reg.champion, reg.versions, lambda: reg.version(1)):
         with pytest.raises(RegistryUnavailableError, match="registry unreachable"):
             read()
+
+
+def test_a_version_is_complete_only_after_its_files_are_checked(registry, tmp_path):
+    from shopdistill.components.artifacts import sha256_file
+    from shopdistill.components.registry import COMPLETE
+
+    files = student_files(tmp_path)
+    digest = sha256_file(files["best.pt"])
+    run_id = registry.log_run(run_name="r", params={}, metrics={}, tags={}, artifacts={}, student_files=files)
+    good = registry.register(run_id, {"student_digest": digest, "gate_passed": "true"}, make_champion=True)
+    assert good.tags[COMPLETE] == "true" and good.tags["gate_passed"] == "true"
+    # a best.pt other than the one evaluated: refused, deleted, the champion untouched
+    with pytest.raises(RegistryError, match="does not match student_digest"):
+        registry.register(run_id, {"student_digest": "0" * 64, "gate_passed": "true"}, make_champion=True)
+    # student files missing from the artifact store (a store deleted under the run): refused
+    partial = registry.log_run(
+        run_name="r",
+        params={},
+        metrics={},
+        tags={},
+        artifacts={},
+        student_files={"best.pt": files["best.pt"]},
+    )
+    with pytest.raises(RegistryError, match="item_map.parquet, items.parquet missing"):
+        registry.register(partial, {"student_digest": digest, "gate_passed": "true"}, make_champion=True)
+    assert [v.version for v in registry.versions()] == [good.version]
+    assert registry.champion().version == good.version
+    # a version left without COMPLETE (a killed registration) is never reused as an earlier one
+    assert registry.find_version({"student_digest": digest}).version == good.version
+    registry.client.delete_model_version_tag(registry.name, good.version, COMPLETE)
+    assert registry.find_version({"student_digest": digest}) is None
