@@ -103,12 +103,13 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    remove_abandoned(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     tmp.mkdir()
     try:
         yield tmp
         if target.exists():
-            trash = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            trash = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.old")
             os.replace(target, trash)
             os.replace(tmp, target)
             shutil.rmtree(trash, ignore_errors=True)
@@ -117,6 +118,30 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_abandoned(target: Path) -> list[Path]:
+    """Delete the temporary siblings of ``target`` (``.<name>.<pid>-<id>.partial`` / ``.old``) whose
+    writing process is gone (killed mid-write); a live writer's are left alone. Returns what it removed."""
+    removed = []
+    for tmp in target.parent.glob(f".{target.name}.*-*"):
+        if tmp.suffix not in (".partial", ".old"):
+            continue
+        pid = tmp.name[len(target.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def verify_manifest(
