@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shopdistill.components import stores
 from shopdistill.components.artifacts import Handle, code_version
 from shopdistill.components.config import PipelineConfig, config_hash
 from shopdistill.components.data.dataset import Dataset, load_dataset
 from shopdistill.components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
-from shopdistill.components.models.checkpoint import load_model, verify_digest
+from shopdistill.components.models.checkpoint import verify_digest
 from shopdistill.components.registry import Registry, VersionInfo, metric_name
-from shopdistill.components.serving import NextItemScorer
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +73,10 @@ def register(
     )
     if onnx:
         reg.log_onnx_export(run_id, onnx.path)
-    model, cfg, _ = load_model(candidate.uri, candidate.sha256)
-    example = np.zeros((2, cfg.max_len), dtype=np.int64)  # batch 2: torch.export keeps the batch dynamic
-    example[0, :3], example[1, :1] = [1, 2, 3], [1]
-    reg.log_student_model(run_id, NextItemScorer(model), example)
-    version = reg.register(run_id, tags, make_champion=gate_passed)
+    source = None  # without the [onnx] extra the version holds the student's files only
+    if onnx:  # the servable MLflow model
+        source = reg.log_servable(run_id, onnx.path, ds.item_map["raw_item_id"].astype(str).head(3).tolist())
+    version = reg.register(run_id, tags, make_champion=gate_passed, source=source)
     return Registered(version, run_id, reg.ui_link(run_id), reg.uri, onnx)
 
 

@@ -23,10 +23,12 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -37,8 +39,9 @@ EXPERIMENT = "shopdistill"
 CHAMPION, CHALLENGER = "champion", "challenger"
 COMPLETE = "complete"  # tagged last: the version's files were checked and its outcome is recorded
 STUDENT_DIR = "student"
+SERVABLE_DIR = "recommender"  # the MLflow model a registered version points at
 ONNX_DIR = "onnx"
-PIP_REQUIREMENTS = ["torch>=2.4", "numpy>=1.26", "pandas>=2.2", "pyarrow>=16"]
+SERVING_PACKAGES = ("onnxruntime", "numpy", "pandas", "pyarrow")
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -70,6 +73,11 @@ class VersionInfo:
     source: str
     tags: dict[str, str]
     aliases: list[str]
+
+
+def pinned_requirements() -> list[str]:
+    """What serving the pyfunc needs, pinned to the versions it was logged with (no torch)."""
+    return [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
 
 
 def tracking_uri(cfg: RegistryConfig, data_dir: Path) -> str:
@@ -171,14 +179,25 @@ class Registry:
         """The ONNX export folder (model.onnx, model.int8.onnx, items.parquet, export.json) under ``onnx/``."""
         self.client.log_artifacts(run_id, str(folder), artifact_path=ONNX_DIR)
 
-    def log_student_model(self, run_id: str, module: Any, input_example: Any) -> None:
-        """Log the student as an MLflow PyTorch model (exported graph) with signature + example."""
-        import mlflow.pytorch
+    def log_servable(self, run_id: str, onnx_folder: str | Path, example_history: list[str]) -> str:
+        """Log the servable model under ``recommender/``: the pyfunc of ``registry_pyfunc.py`` over
+        the ONNX export, with pinned requirements and a signature whose history length is free.
+        Returns its model URI (``models:/<model id>``), the source a version is registered from."""
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
 
+        example = pd.DataFrame({"history": [example_history, example_history[:1]]})
+        output = pd.DataFrame({"items": [["x"]], "scores": [[0.0]]})
         with self._fluent(), mlflow.start_run(run_id=run_id):
-            mlflow.pytorch.log_model(
-                module, name="student_model", input_example=input_example, pip_requirements=PIP_REQUIREMENTS
+            info = mlflow.pyfunc.log_model(
+                name=SERVABLE_DIR,
+                python_model=str(Path(__file__).with_name("registry_pyfunc.py")),
+                artifacts={"onnx": str(onnx_folder)},
+                signature=infer_signature(example, output, params={"k": 10}),
+                input_example=example,
+                pip_requirements=pinned_requirements(),
             )
+        return info.model_uri
 
     def ui_link(self, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
         """Where the run shows in ``mlflow ui --backend-store-uri <uri>`` (default host and port)."""
@@ -186,7 +205,9 @@ class Registry:
         return f"{host}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     # ------------------------------------------------------------------------------- versions
-    def register(self, run_id: str, tags: Mapping[str, str], make_champion: bool) -> VersionInfo:
+    def register(
+        self, run_id: str, tags: Mapping[str, str], make_champion: bool, source: str | None = None
+    ) -> VersionInfo:
         """A new version from the run's ``student/`` folder: alias challenger, and champion if asked.
 
         The version is created without its outcome tags; its ``student/`` files are checked (present,
@@ -197,9 +218,10 @@ class Registry:
         self._ensure_model()
         outcome = {k: tags[k] for k in ("gate_passed",) if k in tags}
         created = {k: v for k, v in tags.items() if k not in outcome}
-        mv = self.client.create_model_version(
-            self.name, source=f"runs:/{run_id}/{STUDENT_DIR}", run_id=run_id, tags=created
-        )
+        with self._fluent():  # a models:/ source is resolved through the fluent store
+            mv = self.client.create_model_version(
+                self.name, source=source or f"runs:/{run_id}/{STUDENT_DIR}", run_id=run_id, tags=created
+            )
         try:
             self._verify_student(mv.version, run_id, tags.get("student_digest"))
             self.client.set_registered_model_alias(self.name, CHALLENGER, mv.version)
@@ -308,7 +330,7 @@ class Registry:
         """The version's ``student/`` folder on local disk (best.pt, item metadata)."""
         dst = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="shopdistill-"))
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=version.source, dst_path=str(dst), tracking_uri=self.uri
+            run_id=version.run_id, artifact_path=STUDENT_DIR, dst_path=str(dst), tracking_uri=self.uri
         )
         return Path(path)
 

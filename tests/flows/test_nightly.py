@@ -1,8 +1,11 @@
 """End-to-end runs of the nightly flow on tiny synthetic data, under one temporary Prefect API."""
 
 import json
+import sys
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
 import torch
 from prefect import flow
@@ -155,6 +158,15 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     }
     assert champion.tags["onnx_export"] != "none"
     assert "onnx_int8.delta_NDCG_at_10" in registry.client.get_run(champion.run_id).data.metrics
+    # the champion is a real MLflow model: loaded by alias, a history of raw ids of any length in
+    with monkeypatch.context() as m:
+        m.setenv("MLFLOW_TRACKING_URI", registry.uri)
+        served = mlflow.pyfunc.load_model(f"models:/{config.registry.model_name}@champion")
+    history = Registry(config.registry, tmp_path).download_student(champion, tmp_path / "ids")
+    raw = pd.read_parquet(history / "item_map.parquet")["raw_item_id"].astype(str).tolist()
+    out = served.predict(pd.DataFrame({"history": [raw[:2], raw[:7], ["unknown"]]}), params={"k": 3})
+    assert [len(items) for items in out["items"]] == [3, 3, 3]
+    assert not set(out["items"][0]) & set(raw[:2])  # what the shopper saw is not recommended
     curve = registry.client.get_metric_history(champion.run_id, "student-kd.valid_NDCG_at_10")
     assert [m.step for m in curve] == [1, 2]  # a learning curve: one point per epoch (2 epochs here)
 
@@ -359,3 +371,71 @@ def test_a_champion_from_another_catalogue_is_scored_through_its_item_map(tmp_pa
     assert "champion" in report["rows"] and report["rows"]["champion"]["NDCG@10"] > 0
     assert report["champion"]["version"] == "1" and "of 90 products known to it" in report["champion"]["note"]
     assert not any("first model" in r for r in summary["gate"]["reasons"])
+
+
+def test_mlflow_models_serve_answers_for_the_champion_on_loopback(tmp_path):
+    """MLflow's own server, on the registered champion (pyfunc over the ONNX export), bounded in time."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    config = tiny_config(tmp_path)
+    assert run(config).is_completed()
+    registry = Registry(config.registry, tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn from PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    uri = f"models:/{config.registry.model_name}@champion"
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow_cli),
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not answer within 120 s"
+                time.sleep(1)
+        body = {
+            "dataframe_split": {"columns": ["history"], "data": [[["unknown", "also unknown"]]]},
+            "params": {"k": 4},
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            answer = json.loads(r.read())
+        [row] = answer["predictions"]
+        assert len(row["items"]) == 4 and len(row["scores"]) == 4
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
