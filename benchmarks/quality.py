@@ -74,7 +74,7 @@ def run_quality_benchmark(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    prepared = prepare_dataset(config.data, root, docs_dir=out_dir / "data_docs")
+    prepared = prepare_dataset(config.data, root, report_dir=out_dir)
     data = SequenceData.from_path(prepared.handle.uri)
     timings["data"] = time.perf_counter() - t0
     log(f"dataset {prepared.handle.uri} ({data.n_users:,} users, {data.n_items:,} items)")

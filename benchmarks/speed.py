@@ -607,7 +607,7 @@ def run_perf_benchmark(
     with tempfile.TemporaryDirectory(prefix="shopdistill-bench-") as tmp:
         workdir = Path(tmp)
         if need_models:
-            prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
+            prepared = prepare_dataset(config.data, config.runtime.root, report_dir=out_dir)
             data = SequenceData.from_path(prepared.handle.uri)
             digest = prepared.handle.sha256
             teacher, t_result = teacher_for(config, data, digest, seed, log=log)

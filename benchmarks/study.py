@@ -182,7 +182,7 @@ def run_study(
     grid = study_grid(config, full, archs, groups)
     grid_name = "full" if full and groups is None else "quick" if groups is None else "+".join(groups)
 
-    prepared = prepare_dataset(config.data, config.runtime.root, docs_dir=out_dir / "data_docs")
+    prepared = prepare_dataset(config.data, config.runtime.root, report_dir=out_dir)
     data = SequenceData.from_path(prepared.handle.uri)
     digest = prepared.handle.sha256
     log(

@@ -90,6 +90,12 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write UTF-8 text to ``path`` via a temporary file and ``os.replace``."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``target`` when the block succeeds.

@@ -31,6 +31,8 @@ class Evaluation:
     report: Path  # report.json
     markdown: str  # the comparison table and the champion note
     champion_note: str
+    rows: dict[str, dict[str, Any]]  # model name -> metrics, size and speed
+    plots: tuple[Path, ...]  # comparison.png, learning_curves.png
 
 
 def evaluate(
@@ -63,8 +65,8 @@ def evaluate(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "report.json", result)
     (run_dir / "report.md").write_text(markdown + "\n")
-    _plots(run_dir, {name: h.meta.get("history", []) for name, h in models.items()}, report.rows)
-    return Evaluation(run_dir / "report.json", markdown, note)
+    plots = _plots(run_dir, {name: h.meta.get("history", []) for name, h in models.items()}, report.rows)
+    return Evaluation(run_dir / "report.json", markdown, note, report.rows, plots)
 
 
 def champion_model(
@@ -115,7 +117,10 @@ class CatalogueRemap(nn.Module):
         return out
 
 
-def _plots(run_dir: Path, histories: dict[str, list[dict[str, Any]]], rows: dict[str, Any]) -> None:
+def _plots(
+    run_dir: Path, histories: dict[str, list[dict[str, Any]]], rows: dict[str, Any]
+) -> tuple[Path, ...]:
     (run_dir / "histories.json").write_text(json.dumps(histories, default=float))
     learning_curves(histories, run_dir / "learning_curves.png")
     comparison_bars(rows, run_dir / "comparison.png")
+    return run_dir / "comparison.png", run_dir / "learning_curves.png"

@@ -57,6 +57,7 @@ from shopdistill.components.artifacts import (
 )
 from shopdistill.components.data.dataset import Dataset
 from shopdistill.components.evaluation import evaluate_scores
+from shopdistill.components.locks import exclusive
 from shopdistill.components.metrics import KS
 from shopdistill.components.sequences import SequenceData
 
@@ -544,22 +545,23 @@ def export_student(
 
     out, digest = Path(out_dir), sha256_file(student_path)
     source = {"checkpoint_sha256": digest, "dataset_digest": dataset.digest}
-    if out.exists():
-        with contextlib.suppress(ExportError):
-            manifest = load_manifest(out)
-            if manifest.get("source", {}).items() >= source.items():
-                return ExportResult(out, manifest, reused=True)
-    model, cfg, _ = load_model(student_path)
-    source |= {"arch": cfg.arch, "d_model": cfg.d_model}
-    data = SequenceData.from_dataset(dataset) if eval_split else None
-    return export_onnx(
-        model,
-        out,
-        item_ids=dataset.item_map,
-        catalog=dataset.items,
-        max_len=cfg.max_len,
-        eval_data=data,
-        eval_split=eval_split or "test",
-        source=source,
-        overwrite=True,
-    )
+    with exclusive(out, what="the ONNX export"):
+        if out.exists():
+            with contextlib.suppress(ExportError):
+                manifest = load_manifest(out)
+                if manifest.get("source", {}).items() >= source.items():
+                    return ExportResult(out, manifest, reused=True)
+        model, cfg, _ = load_model(student_path)
+        source |= {"arch": cfg.arch, "d_model": cfg.d_model}
+        data = SequenceData.from_dataset(dataset) if eval_split else None
+        return export_onnx(
+            model,
+            out,
+            item_ids=dataset.item_map,
+            catalog=dataset.items,
+            max_len=cfg.max_len,
+            eval_data=data,
+            eval_split=eval_split or "test",
+            source=source,
+            overwrite=True,
+        )

@@ -19,6 +19,7 @@ from shopdistill.components.artifacts import Handle, code_version
 from shopdistill.components.config import PipelineConfig, config_hash
 from shopdistill.components.data.dataset import Dataset, load_dataset
 from shopdistill.components.export import INSTALL_HINT, ExportResult, export_student, onnx_available
+from shopdistill.components.locks import exclusive
 from shopdistill.components.models.checkpoint import verify_digest
 from shopdistill.components.registry import Registry, VersionInfo, metric_name
 
@@ -47,14 +48,49 @@ def register(
     run_dir: Path,
     flow_run_id: str = "",
 ) -> Registered:
-    """``lineage``: the handles of ``dataset``, ``teacher``, ``soft_labels`` and ``candidate``."""
-    dataset, candidate = lineage["dataset"], lineage["candidate"]
+    """``lineage``: the handles of ``dataset``, ``teacher``, ``soft_labels`` and ``candidate``.
+
+    Runs under the data folder's registry lock, so two runs never both register one student. A
+    candidate that passed the gate against one champion is not promoted if another run moved the
+    champion since this run's evaluation: it stays challenger, for the next night to judge.
+    """
+    candidate = lineage["candidate"]
     verify_digest(candidate.uri, candidate.sha256)  # the files registered are the ones evaluated
     tags = lineage_tags(config, lineage, gate_passed, flow_run_id)
     reg = Registry(config.registry, config.runtime.root)
-    earlier = reg.find_version({k: tags[k] for k in SAME_VERSION_TAGS})
-    if earlier is not None:
-        return _rerun(reg, earlier, gate_passed)
+    with exclusive(stores.registry_lock(config.runtime.root), what="the model registry"):
+        earlier = reg.find_version({k: tags[k] for k in SAME_VERSION_TAGS})
+        if earlier is not None:
+            return _rerun(reg, earlier, gate_passed)
+        promote = gate_passed and _champion_unchanged(reg, report)
+        return _register_new(config, reg, lineage, tags, report, run_dir, promote)
+
+
+def _champion_unchanged(reg: Registry, report: Path) -> bool:
+    evaluated = json.loads(report.read_text())["champion"]["version"]
+    current = reg.champion()
+    now = current.version if current else None
+    if str(now) != str(evaluated):
+        log.warning(
+            "the champion changed during this run (evaluated against %s, now %s): registering as "
+            "challenger only",
+            evaluated or "none",
+            now,
+        )
+        return False
+    return True
+
+
+def _register_new(
+    config: PipelineConfig,
+    reg: Registry,
+    lineage: dict[str, Handle],
+    tags: dict[str, str],
+    report: Path,
+    run_dir: Path,
+    promote: bool,
+) -> Registered:
+    dataset, candidate = lineage["dataset"], lineage["candidate"]
     ds = load_dataset(dataset.uri)
     onnx = onnx_export(config, ds, dataset, candidate)
     tags["onnx_export"] = onnx.handle.sha256 if onnx else "none"
@@ -76,7 +112,7 @@ def register(
     source = None  # without the [onnx] extra the version holds the student's files only
     if onnx:  # the servable MLflow model
         source = reg.log_servable(run_id, onnx.path, ds.item_map["raw_item_id"].astype(str).head(3).tolist())
-    version = reg.register(run_id, tags, make_champion=gate_passed, source=source)
+    version = reg.register(run_id, tags, make_champion=promote, source=source)
     return Registered(version, run_id, reg.ui_link(run_id), reg.uri, onnx)
 
 

@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException
 
 from shopdistill.components.artifacts import sha256_file
 from shopdistill.components.config import RegistryConfig
+from shopdistill.components.locks import exclusive
 
 EXPERIMENT = "shopdistill"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -113,6 +114,15 @@ class Registry:
         self.uri = tracking_uri(cfg, self.data_dir)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.name = cfg.model_name
+        if self.uri.startswith("sqlite:///"):
+            self._create_sqlite_schema(Path(self.uri.removeprefix("sqlite:///")))
+
+    def _create_sqlite_schema(self, db: Path) -> None:
+        """MLflow creates a new SQLite store's tables on first use, and two processes doing it at once
+        fail ("table ... already exists"): the first use happens under the store's lock."""
+        with exclusive(db, what="the MLflow store's schema"):
+            self.client.search_experiments(max_results=1)
+            self.client.search_registered_models(max_results=1)
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[None]:

@@ -78,6 +78,11 @@ def export_dir(root: Path, student_digest: str, dataset_digest: str, code_versio
     return Path(root) / "exports" / key[:12]
 
 
+def registry_lock(root: Path) -> Path:
+    """What registration locks (``components/locks.py``): one registering run per data folder."""
+    return Path(root) / "registry"
+
+
 def new_run_dir(root: Path, data_name: str, label: str = "") -> Path:
     """A fresh folder name for one run's reports (created by whoever writes into it)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

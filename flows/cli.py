@@ -15,7 +15,6 @@ was missed, 4 registry error (no champion, unknown version or user, a corrupt do
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -59,13 +58,10 @@ def prepare_data(config: PipelineConfig) -> int:
     from shopdistill.components.validation import DataValidationError
 
     run_dir = stores.new_run_dir(config.runtime.root, config.data.name)
-    docs = run_dir / "data_docs"
     print(f"preparing dataset {config.data.name!r} ...", flush=True)
     try:
-        result = prepare_dataset(config.data, config.runtime.root, docs_dir=docs)
+        result = prepare_dataset(config.data, config.runtime.root, report_dir=run_dir)
     except DataValidationError as exc:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "validation.json").write_text(json.dumps(exc.report.summary(), indent=2, default=str))
         print(f"error: {exc}", file=sys.stderr)
         print("no dataset was written.", file=sys.stderr)
         return 1
@@ -76,9 +72,6 @@ def prepare_data(config: PipelineConfig) -> int:
     m = result.manifest
     c = m["counts"]
     report = result.validation
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "validation.json").write_text(json.dumps(report.summary(), indent=2, default=str))
-    (run_dir / "validation.md").write_text(report.to_markdown() + "\n")
     seq = c["sequence_length"]
     print(
         "\n".join(

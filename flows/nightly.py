@@ -69,8 +69,10 @@ def nightly_distillation(
     config = config or params.to_config()
     run_dir = str(stores.new_run_dir(config.runtime.root, config.data.name, "nightly"))
     root, runtime = str(config.runtime.root), config.runtime
+    log.info("run folder %s (data root %s)", run_dir, root)
 
     dataset = prepare_dataset(config.data, root, run_dir)
+    log.info("Data Docs %s/data_docs/index.html", run_dir)
     config.check_catalogue(dataset.meta["items"])
     teacher = train_teacher(dataset, config.teacher, runtime)
     soft_labels = cache_soft_labels(dataset, teacher, config.distill, runtime)
@@ -88,7 +90,7 @@ def nightly_distillation(
         "report": report.uri,
         "gate": gate.meta,
         "model": version.meta,
-        "data_docs": f"{run_dir}/data_docs",
+        "data_docs": f"{run_dir}/data_docs/index.html",
     }
     if not gate.meta["passed"]:
         log.warning("gate failed; v%s registered as challenger only", version.meta["version"])

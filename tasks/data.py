@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from shopdistill.components.artifacts import Handle
 from shopdistill.components.config import DataConfig
@@ -17,7 +17,7 @@ from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 def prepare_dataset(data: DataConfig, root: str, run_dir: str) -> Handle:
     """The prepared dataset (reused when its content digest is unchanged), checked at the source and
     after preprocessing; a failed critical check raises and nothing is written."""
-    result = dataset_stage.prepare_dataset(data, Path(root), docs_dir=Path(run_dir) / "data_docs")
+    result = dataset_stage.prepare_dataset(data, Path(root), report_dir=Path(run_dir))
     c = result.manifest["counts"]
     create_markdown_artifact(
         key="dataset",
@@ -40,5 +40,9 @@ def prepare_dataset(data: DataConfig, root: str, run_dir: str) -> Handle:
             for r in result.validation.results
         ],
         description=f"Data validation of {result.handle.uri} (Data Docs: {result.validation.docs_path})",
+    )
+    docs = result.validation.docs_path
+    create_link_artifact(
+        key="data-docs", link=docs.as_uri(), link_text=str(docs), description="Data Docs (opens offline)"
     )
     return result.handle

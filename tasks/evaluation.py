@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from shopdistill.components import comparison, gate
 from shopdistill.components.artifacts import Handle, sha256_file, write_json_atomic
 from shopdistill.components.config import GateConfig, RegistryConfig, RuntimeConfig
+from shopdistill.tasks import publish
 from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 
 
@@ -30,8 +31,13 @@ def evaluate(
     result = comparison.evaluate(dataset, models, registry, runtime.root, Path(run_dir), requests)
     create_markdown_artifact(
         key="model-comparison",
-        markdown=result.markdown,
+        markdown=publish.comparison_markdown(result.rows, result.champion_note, str(result.report)),
         description="Teacher vs students vs champion, test split",
+    )
+    create_markdown_artifact(
+        key="charts",
+        markdown=publish.charts_markdown(result.plots),
+        description="NDCG@10 and learning curves",
     )
     return Handle(
         str(result.report), sha256_file(result.report), "report", {"champion": result.champion_note}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 from shopdistill.components.config import StudentConfig, TeacherConfig
@@ -55,3 +57,43 @@ def onnx_markdown(export: Any) -> str:
         f"{m['parity_max_abs_diff']:.2g} (atol {m['parity_atol']:g}); int8 NDCG@10 {acc['int8']['NDCG@10']:.4f} "
         f"vs fp32 {acc['fp32']['NDCG@10']:.4f} ({acc['delta']['NDCG@10']:+.5f}) on {acc['split']}"
     )
+
+
+MAX_EMBEDDED_BYTES = 300_000  # a chart larger than this is linked by path, not embedded
+
+
+def comparison_markdown(rows: dict[str, dict[str, Any]], champion_note: str, report: str) -> str:
+    """The comparison in seven columns (the full table with every metric is ``report.md``)."""
+    teacher = rows.get("teacher", {}).get("NDCG@10")
+    lines = [
+        "| model | params | MB | NDCG@10 | HR@10 | x teacher | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        ratio = f"{r['NDCG@10'] / teacher:.2f}" if teacher else ""
+        p99 = f"{r['latency_p99_ms']:.2f}" if "latency_p99_ms" in r else ""
+        lines.append(
+            f"| {name} | {r['params']:,} | {r['size_bytes'] / 1e6:.2f} | {r['NDCG@10']:.4f} | "
+            f"{r['HR@10']:.4f} | {ratio} | {p99} |"
+        )
+    return (
+        "\n".join(lines)
+        + f"\n\nChampion: {champion_note}\n\nEvery metric: `{Path(report).with_suffix('.md')}`"
+    )
+
+
+def charts_markdown(paths: tuple[Path, ...]) -> str:
+    """The run's PNG charts inside the markdown (data URIs), so the run page shows them offline."""
+    parts = []
+    for path in paths:
+        title = path.stem.replace("_", " ")
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if len(data) > MAX_EMBEDDED_BYTES:
+            parts.append(f"**{title}**: `{path}`")
+            continue
+        parts.append(
+            f"**{title}** (`{path}`)\n\n![{title}](data:image/png;base64,{base64.b64encode(data).decode()})"
+        )
+    return "\n\n".join(parts)

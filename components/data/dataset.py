@@ -36,6 +36,7 @@ from shopdistill.components.data.schema import (
     to_arrow,
 )
 from shopdistill.components.data.sources import describe_source, read_source
+from shopdistill.components.locks import exclusive
 
 MANIFEST = "manifest.json"
 KIND = "dataset"
@@ -120,42 +121,33 @@ def load_dataset(path: str | Path) -> Dataset:
     return Dataset(path=path, manifest=manifest, **tables)
 
 
-def _validate(frames: dict[str, pd.DataFrame], suites: list, docs_dir: Path | None):
-    from shopdistill.components.validation import run_suites
-
-    report = run_suites(frames, suites, docs_dir)
-    report.raise_for_failures()
-    return report
-
-
 def prepare_dataset(
     cfg: DataConfig,
     root: str | Path,
     *,
-    docs_dir: str | Path | None = None,
+    report_dir: str | Path | None = None,
     validate: bool = True,
 ) -> PreparedDataset:
     """Read the configured source, validate, preprocess, validate again and write the dataset.
+
+    With ``report_dir``, the checks are also written there, passed or not: ``validation.json``,
+    ``validation.md`` and offline Data Docs under ``data_docs/`` (every suite of both passes).
 
     Raises:
         DataSourceError: the source cannot be read (missing file, bad delimiter, columns, encoding...)
             or too little data is left to split.
         DataValidationError: a critical expectation failed (the message lists every failure).
-    Nothing is written unless every step succeeds.
+    No dataset is written unless every step succeeds.
     """
     t0 = time.perf_counter()
-    docs = Path(docs_dir) if docs_dir else None
     interactions, items = read_source(cfg.source)
     if len(interactions) == 0:
         raise DataSourceError(f"the data source {describe_source(cfg.source)} has no interactions")
-    report_raw = _check_source(cfg, interactions, items, docs) if validate else None
+    checks = _Checks(Path(report_dir) if report_dir else None) if validate else None
+    if checks:
+        checks.source(cfg, interactions, items)
     prep = prepare_frames(interactions, items, cfg.preprocess)
-    report = None
-    if validate:
-        from shopdistill.components.validation import ValidationReport
-
-        report_prep = _check_prepared(cfg, prep, docs)
-        report = ValidationReport(report_raw.results + report_prep.results, report_prep.docs_path)
+    report = checks.prepared(cfg, prep) if checks else None
     tables = {
         "interactions": prep.interactions,
         "items": prep.items,
@@ -164,13 +156,14 @@ def prepare_dataset(
     }
     digest = content_digest(tables)
     target = stores.dataset_dir(Path(root), cfg.name, digest)
-    try:
-        manifest = verify_dataset(target)
-        reused = manifest["digest"] == digest
-    except DatasetCorruptError:
-        reused = False
-    if not reused:
-        manifest = _write(target, tables, _manifest(cfg, digest, prep, report))
+    with exclusive(target, what="the prepared dataset"):
+        try:
+            manifest = verify_dataset(target)
+            reused = manifest["digest"] == digest
+        except DatasetCorruptError:
+            reused = False
+        if not reused:
+            manifest = _write(target, tables, _manifest(cfg, digest, prep, report))
     handle = Handle(
         uri=str(target),
         sha256=digest,
@@ -180,26 +173,45 @@ def prepare_dataset(
     return PreparedDataset(handle, manifest, report, reused, time.perf_counter() - t0)
 
 
-def _check_source(cfg: DataConfig, interactions: pd.DataFrame, items: pd.DataFrame, docs: Path | None):
-    """The source-row suites (raises on a critical failure)."""
-    from shopdistill.components.validation.suites import interaction_suite, item_suite, with_catalogue_flag
+class _Checks:
+    """The source-row suites, then the prepared-data suites, in one validation session; with a
+    ``report_dir`` every pass (failed or not) rewrites the summary and Data Docs there."""
 
-    return _validate(
-        {"interactions": with_catalogue_flag(interactions, items), "items": items},
-        [interaction_suite(cfg.validation, list(interactions.columns)), item_suite(cfg.validation)],
-        docs,
-    )
+    def __init__(self, report_dir: Path | None):
+        from shopdistill.components.validation import ValidationSession
 
+        self.report_dir = report_dir
+        self.session = ValidationSession(report_dir / "data_docs" if report_dir else None)
 
-def _check_prepared(cfg: DataConfig, prep: PreparedFrames, docs: Path | None):
-    """The prepared-data suites (raises on a critical failure)."""
-    from shopdistill.components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
+    def source(self, cfg: DataConfig, interactions: pd.DataFrame, items: pd.DataFrame) -> None:
+        from shopdistill.components.validation.suites import (
+            interaction_suite,
+            item_suite,
+            with_catalogue_flag,
+        )
 
-    return _validate(
-        {"prepared": prep.interactions, "sequences": sequence_lengths(prep.interactions)},
-        [prepared_suite(cfg.validation), sequence_suite(cfg.validation)],
-        docs,
-    )
+        frames = {"interactions": with_catalogue_flag(interactions, items), "items": items}
+        self._run(
+            frames,
+            [interaction_suite(cfg.validation, list(interactions.columns)), item_suite(cfg.validation)],
+        )
+
+    def prepared(self, cfg: DataConfig, prep: PreparedFrames):
+        from shopdistill.components.validation.suites import prepared_suite, sequence_lengths, sequence_suite
+
+        frames = {"prepared": prep.interactions, "sequences": sequence_lengths(prep.interactions)}
+        return self._run(frames, [prepared_suite(cfg.validation), sequence_suite(cfg.validation)])
+
+    def _run(self, frames: dict[str, pd.DataFrame], suites: list):
+        from shopdistill.components.validation.docs import write_data_docs, write_summary
+
+        self.session.run(frames, suites)
+        report = self.session.report()
+        if self.report_dir is not None:
+            write_data_docs(report, self.session.docs_dir)
+            write_summary(report, self.report_dir)
+        report.raise_for_failures()
+        return report
 
 
 def _manifest(cfg: DataConfig, digest: str, prep: PreparedFrames, report: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from shopdistill.components.artifacts import (
     sha256_file,
     write_json_atomic,
 )
+from shopdistill.components.locks import exclusive
 from shopdistill.components.sequences import SequenceData, length_bucketed
 from shopdistill.components.soft_labels.format import (
     DATA_FILE,
@@ -73,42 +74,43 @@ def cache_soft_labels(
     target = stores.soft_labels_dir(
         Path(root), teacher_digest, dataset_digest, top_k, logits_dtype, cache_hidden
     )
-    manifest = _reusable(target, teacher_digest, dataset_digest)
-    if manifest is not None:
-        return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, True
-    t0 = time.perf_counter()
-    teacher.eval()
-    users = data.train_users()
-    with atomic_directory(target, overwrite=True) as tmp:
-        rows, hidden_dim = _write_rows(
-            teacher,
-            data,
-            users,
-            tmp / DATA_FILE,
-            max_len,
-            top_k,
-            logits_dtype,
-            cache_hidden,
-            users_per_group,
-            batch_size,
-        )
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": KIND,
-            "teacher_digest": teacher_digest,
-            "dataset_digest": dataset_digest,
-            "top_k": top_k,
-            "logits": "raw (temperature-independent)",
-            "logits_dtype": logits_dtype,
-            "hidden_dim": hidden_dim,
-            "max_len": max_len,
-            "rows": rows,
-            "users": int(len(users)),
-            **_files(tmp, teacher),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        manifest["digest"] = manifest["files"][DATA_FILE]["sha256"]
-        write_json_atomic(tmp / MANIFEST, manifest)
+    with exclusive(target, what="the soft-label cache"):  # a second run waits, then reuses it
+        manifest = _reusable(target, teacher_digest, dataset_digest)
+        if manifest is not None:
+            return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, True
+        t0 = time.perf_counter()
+        teacher.eval()
+        users = data.train_users()
+        with atomic_directory(target, overwrite=True) as tmp:
+            rows, hidden_dim = _write_rows(
+                teacher,
+                data,
+                users,
+                tmp / DATA_FILE,
+                max_len,
+                top_k,
+                logits_dtype,
+                cache_hidden,
+                users_per_group,
+                batch_size,
+            )
+            manifest = {
+                "schema_version": SCHEMA_VERSION,
+                "kind": KIND,
+                "teacher_digest": teacher_digest,
+                "dataset_digest": dataset_digest,
+                "top_k": top_k,
+                "logits": "raw (temperature-independent)",
+                "logits_dtype": logits_dtype,
+                "hidden_dim": hidden_dim,
+                "max_len": max_len,
+                "rows": rows,
+                "users": int(len(users)),
+                **_files(tmp, teacher),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+            manifest["digest"] = manifest["files"][DATA_FILE]["sha256"]
+            write_json_atomic(tmp / MANIFEST, manifest)
     return Handle(str(target), manifest["digest"], KIND, {"top_k": top_k}), manifest, False
 
 

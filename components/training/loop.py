@@ -22,6 +22,7 @@ from torch import nn
 from shopdistill.components.artifacts import atomic_file
 from shopdistill.components.config import ModelConfig, TrainConfig
 from shopdistill.components.evaluation import evaluate_model
+from shopdistill.components.locks import exclusive
 from shopdistill.components.models.checkpoint import save_model, stored_digest
 from shopdistill.components.sequences import SequenceData, TrainBatch
 from shopdistill.components.training.losses import StepLoss, hard_label_loss, negative_proposal
@@ -124,27 +125,33 @@ def fit(
         def batches(epoch: int, rng: np.random.Generator) -> Iterable[TrainBatch]:
             return data.iter_train_batches(train_cfg.batch_size, model_cfg.max_len, rng)
 
-    run = _new_run(model, extra_modules, train_cfg, seed, fingerprint, name, log)
-    state = _State(best_state={k: v.clone() for k, v in model.state_dict().items()})
-    if resume:
-        state = _resume(run, out_dir / LAST, state)
-    stopped = "epochs"
-    for epoch in range(state.start_epoch, train_cfg.epochs + 1):
-        if state.bad_epochs >= train_cfg.patience:
-            stopped = "patience"
-            break
-        t0 = time.perf_counter()
-        means, out_of_time = _train_epoch(run, step_loss, batches(epoch, run.rng), epoch, t_start, train_cfg)
-        run.scheduler.step()
-        _validate_and_checkpoint(run, state, data, model_cfg, train_cfg, epoch, means, t0, out_dir / LAST)
-        if out_of_time:
-            stopped = "budget"
-            log(f"[{name}] wall-clock budget of {train_cfg.max_wall_seconds:g}s reached during epoch {epoch}")
-            break
-    else:
-        if state.bad_epochs >= train_cfg.patience:
-            stopped = "patience"
-    return _finish(run, state, data, model_cfg, out_dir, stopped, t_start)
+    with exclusive(out_dir, what=f"the {name} checkpoints"):  # one trainer per folder
+        t_start = time.perf_counter()  # the wall-clock budget counts from here, not from the wait
+        run = _new_run(model, extra_modules, train_cfg, seed, fingerprint, name, log)
+        state = _State(best_state={k: v.clone() for k, v in model.state_dict().items()})
+        if resume:
+            state = _resume(run, out_dir / LAST, state)
+        stopped = "epochs"
+        for epoch in range(state.start_epoch, train_cfg.epochs + 1):
+            if state.bad_epochs >= train_cfg.patience:
+                stopped = "patience"
+                break
+            t0 = time.perf_counter()
+            means, out_of_time = _train_epoch(
+                run, step_loss, batches(epoch, run.rng), epoch, t_start, train_cfg
+            )
+            run.scheduler.step()
+            _validate_and_checkpoint(run, state, data, model_cfg, train_cfg, epoch, means, t0, out_dir / LAST)
+            if out_of_time:
+                stopped = "budget"
+                log(
+                    f"[{name}] wall-clock budget of {train_cfg.max_wall_seconds:g}s reached during epoch {epoch}"
+                )
+                break
+        else:
+            if state.bad_epochs >= train_cfg.patience:
+                stopped = "patience"
+        return _finish(run, state, data, model_cfg, out_dir, stopped, t_start)
 
 
 def _new_run(

@@ -7,7 +7,8 @@ from shopdistill.components.validation.runner import (
     CheckResult,
     DataValidationError,
     ValidationReport,
+    ValidationSession,
     run_suites,
 )
 
-__all__ = ["CheckResult", "DataValidationError", "ValidationReport", "run_suites"]
+__all__ = ["CheckResult", "DataValidationError", "ValidationReport", "ValidationSession", "run_suites"]

@@ -18,6 +18,7 @@ import pandas as pd
 from shopdistill.components.validation.suites import CRITICAL, Suite
 
 EXAMPLES = 5
+GX_SITE = "gx"  # Great Expectations' own site, under the Data Docs folder
 
 
 class DataValidationError(ValueError):
@@ -215,17 +216,49 @@ def _check_result(suite: str, r: Any, frame: pd.DataFrame) -> CheckResult:
     )
 
 
+class ValidationSession:
+    """One GX context for every suite of a run, so its Data Docs index lists all of them.
+
+    GX writes its site under ``docs_dir/gx``; :func:`write_reports` adds the offline index beside it.
+    """
+
+    def __init__(self, docs_dir: str | Path | None = None):
+        self.docs_dir = Path(docs_dir).resolve() if docs_dir is not None else None
+        gx_dir = self.docs_dir / GX_SITE if self.docs_dir else None
+        self._context, self._site = _ephemeral_context(gx_dir)
+        self._source = self._context.data_sources.add_pandas("shop")
+        self.results: list[CheckResult] = []
+
+    def run(self, frames: dict[str, pd.DataFrame], suites: list[Suite]) -> ValidationReport:
+        """Validate ``frames[suite.name]`` against each suite; the report covers these suites only."""
+        results: list[CheckResult] = []
+        for suite in suites:
+            frame = frames[suite.name]
+            checkpoint = _suite_checkpoint(self._context, self._source, suite, self._site)
+            run = checkpoint.run(batch_parameters={"dataframe": frame})
+            for vres in run.run_results.values():
+                results.extend(_check_result(suite.name, r, frame) for r in vres.results)
+        self.results.extend(results)
+        return ValidationReport(results, docs_path=self.index_path)
+
+    @property
+    def index_path(self) -> Path | None:
+        return self.docs_dir / "index.html" if self.docs_dir else None
+
+    def report(self) -> ValidationReport:
+        """Every check run in this session so far."""
+        return ValidationReport(list(self.results), docs_path=self.index_path)
+
+
 def run_suites(
     frames: dict[str, pd.DataFrame], suites: list[Suite], docs_dir: str | Path | None = None
 ) -> ValidationReport:
     """Validate ``frames[suite.name]`` against each suite; build Data Docs under ``docs_dir``."""
-    docs = Path(docs_dir).resolve() if docs_dir is not None else None
-    context, site = _ephemeral_context(docs)
-    source = context.data_sources.add_pandas("shop")
-    results: list[CheckResult] = []
-    for suite in suites:
-        frame = frames[suite.name]
-        run = _suite_checkpoint(context, source, suite, site).run(batch_parameters={"dataframe": frame})
-        for vres in run.run_results.values():
-            results.extend(_check_result(suite.name, r, frame) for r in vres.results)
-    return ValidationReport(results, docs_path=(docs / "index.html") if docs else None)
+    session = ValidationSession(docs_dir)
+    session.run(frames, suites)
+    report = session.report()
+    if session.docs_dir is not None:
+        from shopdistill.components.validation.docs import write_data_docs
+
+        write_data_docs(report, session.docs_dir)
+    return report

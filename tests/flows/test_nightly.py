@@ -83,13 +83,14 @@ def published(monkeypatch):
 
     def record(real):
         def create(*args, **kwargs):
-            seen[kwargs["key"]] = kwargs.get("markdown", "")
+            seen[kwargs["key"]] = kwargs.get("markdown", kwargs.get("link", ""))
             return real(*args, **kwargs)
 
         return create
 
     for module in (training_tasks, evaluation_tasks, registration_tasks):
         monkeypatch.setattr(module, "create_markdown_artifact", record(module.create_markdown_artifact))
+    monkeypatch.setattr(data_tasks, "create_link_artifact", record(data_tasks.create_link_artifact))
     return seen
 
 
@@ -128,9 +129,17 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     assert state.is_completed(), state.message
     summary = state.result()
     first_epochs = counted["epochs"]
-    assert any("[teacher] epoch   1/2" in m for m in run_logs(state))  # progress in the run's Prefect logs
+    logs = run_logs(state)
+    assert any("[teacher] epoch   1/2" in m for m in logs)  # progress in the run's Prefect logs
+    assert any(summary["run_dir"] in m and "run folder" in m for m in logs)
+    assert any(summary["data_docs"] in m for m in logs)
     assert counted == {"fit": 1, "soft_labels": 1, "student": 2, "epochs": first_epochs} and first_epochs > 0
     assert {"teacher-metrics", "soft-labels", "student-kd-training", "model-comparison"} <= set(published)
+    # the run page: a compact table, the charts inside the markdown, a link to the Data Docs
+    header = published["model-comparison"].splitlines()[0]
+    assert header.count("|") == 8 and "x teacher" in header
+    assert published["charts"].count("](data:image/png;base64,") == 2
+    assert published["data-docs"] == Path(summary["data_docs"]).as_uri()
     run_dir = Path(summary["run_dir"])
     for name in ("report.json", "report.md", "gate.json", "learning_curves.png", "comparison.png"):
         assert (run_dir / name).is_file(), name

@@ -131,5 +131,21 @@ def test_run_parameters_apply_on_top_of_the_profile():
     assert cfg.student.model.d_model == 32 and cfg.distill.temperature == 4.0 and cfg.gate.max_model_mb == 2
     assert cfg.teacher == demo.teacher and cfg.data == demo.data
     assert RunParameters().to_config() == demo
-    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
-        RunParameters(profile="nope").to_config()
+    with pytest.raises(pydantic.ValidationError, match="demo"):
+        RunParameters(profile="nope")
+
+
+def test_the_form_offers_the_profiles_and_shows_their_values(tmp_path):
+    """The UI form's schema: profile is a choice of the packaged profiles; each knob's description
+    names every profile's value (read from the profiles, not written by hand)."""
+    from shopdistill.components.config import RunParameters, available_profiles
+
+    schema = RunParameters.model_json_schema()
+    profile = schema["$defs"]["Profile"]
+    assert profile["enum"] == available_profiles() and "beauty" in profile["enum"]
+    epochs = schema["properties"]["teacher_epochs"]["description"]
+    for name in available_profiles():
+        assert f"{name} {load_config(profile=name).teacher.train.epochs}" in epochs
+    file = tmp_path / "shop.yaml"
+    file.write_text("extends: demo\nstudent:\n  model:\n    d_model: 24\n")
+    assert RunParameters(config_file=str(file), teacher_epochs=3).to_config().student.model.d_model == 24

@@ -1,4 +1,6 @@
+import html
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -7,6 +9,7 @@ from shopdistill.components.config import DataConfig, SyntheticSource
 from shopdistill.components.data import dataset as dataset_module
 from shopdistill.components.data.dataset import content_digest, load_dataset, prepare_dataset, verify_dataset
 from shopdistill.components.data.schema import DatasetCorruptError
+from shopdistill.components.validation import DataValidationError
 
 TINY = DataConfig(name="tiny", source=SyntheticSource(seed=1, n_users=300, n_items=120))
 
@@ -14,7 +17,7 @@ TINY = DataConfig(name="tiny", source=SyntheticSource(seed=1, n_users=300, n_ite
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
-    return root, prepare_dataset(TINY, root, docs_dir=root / "docs")
+    return root, prepare_dataset(TINY, root, report_dir=root / "report")
 
 
 def test_layout_manifest_and_digest(prepared):
@@ -98,7 +101,7 @@ def test_crash_while_writing_leaves_no_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset_module.pq, "write_table", flaky)
     with pytest.raises(OSError, match="disk full"):
         prepare_dataset(TINY, tmp_path)
-    leftovers = list((tmp_path / "datasets").iterdir())
+    leftovers = [p for p in (tmp_path / "datasets").iterdir() if p.suffix != ".lock"]  # locks hold no data
     assert leftovers == []
 
 
@@ -121,3 +124,38 @@ def test_sequences_read_from_the_path_equal_those_from_the_pandas_tables(prepare
     target.write_bytes(target.read_bytes()[:-10])
     with pytest.raises(DatasetCorruptError, match="interactions.parquet does not match"):
         SequenceData.from_path(broken.handle.path)
+
+
+EXTERNAL = re.compile(r'<(?:script|link|img)[^>]*\b(?:src|href)="(?:https?:)?//', re.I)
+
+
+def test_the_report_folder_holds_every_suite_offline(prepared):
+    """Both validation passes (source rows and prepared data) reach one offline Data Docs site."""
+    root, result = prepared
+    report_dir = root / "report"
+    summary = json.loads((report_dir / "validation.json").read_text())
+    suites = {r["suite"] for r in summary["results"]}
+    assert suites == {"interactions", "items", "prepared", "sequences"}
+    assert summary["checks"] == len(result.validation.results)
+    assert "| interactions | every row has a user id |" in (report_dir / "validation.md").read_text()
+    index = (report_dir / "data_docs" / "index.html").read_text()
+    for suite in suites:
+        assert f'<h2 id="{suite}">' in index
+    for check in result.validation.results:
+        assert html.escape(check.description) in index
+    # every GX page the index links to exists, and no page loads anything from the network
+    links = re.findall(r'href="(gx/[^"]+)"', index)
+    assert len(links) == 4 and all((report_dir / "data_docs" / link).is_file() for link in links)
+    for page in (report_dir / "data_docs").rglob("*.html"):
+        assert not EXTERNAL.search(page.read_text()), page
+
+
+def test_a_failed_check_is_in_the_data_docs_and_no_dataset_is_written(tmp_path):
+    bad = TINY.model_copy(update={"validation": TINY.validation.model_copy(update={"min_users": 10_000})})
+    with pytest.raises(DataValidationError, match="users"):
+        prepare_dataset(bad, tmp_path / "root", report_dir=tmp_path / "report")
+    assert not (tmp_path / "root" / "datasets").exists()
+    summary = json.loads((tmp_path / "report" / "validation.json").read_text())
+    assert summary["passed"] is False and summary["failed"] >= 1
+    index = (tmp_path / "report" / "data_docs" / "index.html").read_text()
+    assert "Data validation: FAILED" in index and "\u2718 FAIL" in index

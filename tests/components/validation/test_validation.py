@@ -48,7 +48,7 @@ def test_clean_data_passes_with_a_plain_summary(tmp_path):
     assert set(first) >= {"suite", "description", "success", "observed_value", "unexpected_count", "examples"}
     # Data Docs: an index plus one validation page per suite
     assert report.docs_path == tmp_path / "docs" / "index.html" and report.docs_path.is_file()
-    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    pages = list((tmp_path / "docs" / "gx" / "validations").rglob("*.html"))
     assert len(pages) == 2
     assert "| interactions | every row has a user id | critical | pass | 0 of 200 |" in report.to_markdown()
 
