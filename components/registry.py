@@ -112,17 +112,20 @@ class Registry:
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         self.uri = tracking_uri(cfg, self.data_dir)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.name = cfg.model_name
         if self.uri.startswith("sqlite:///"):
-            self._create_sqlite_schema(Path(self.uri.removeprefix("sqlite:///")))
+            self.client = self._open_sqlite(Path(self.uri.removeprefix("sqlite:///")))
+        else:
+            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
-    def _create_sqlite_schema(self, db: Path) -> None:
-        """MLflow creates a new SQLite store's tables on first use, and two processes doing it at once
-        fail ("table ... already exists"): the first use happens under the store's lock."""
+    def _open_sqlite(self, db: Path) -> MlflowClient:
+        """MLflow creates or migrates a SQLite store's schema when a client first opens it, and
+        processes doing that at once fail ("table ... already exists", "duplicate column"): the
+        opening happens under the store's lock."""
         with exclusive(db, what="the MLflow store's schema"):
-            self.client.search_experiments(max_results=1)
-            self.client.search_registered_models(max_results=1)
+            client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            client.search_registered_models(max_results=1)  # the registry's store, opened too
+        return client
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[None]:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from shopdistill.components import stores
 from shopdistill.components.config import ConfigError, PipelineConfig, available_profiles, load_config
-from shopdistill.flows.environment import apply_quiet_defaults
+from shopdistill.flows.environment import apply_quiet_defaults, exit_on_terminate
 
 PLUGIN_GROUP = "shopdistill.commands"  # entry points: callables (subparsers, add_config_args) -> None
 
@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     apply_quiet_defaults()
+    exit_on_terminate()
     args = build_parser().parse_args(argv)
     try:
         config = _load(args)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 QUIET_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -35,3 +37,22 @@ def apply_quiet_defaults() -> None:
     """Set every variable of :data:`QUIET_DEFAULTS` that the environment does not set already."""
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def exit_on_terminate() -> None:
+    """Treat SIGTERM (``kill``, a stopped container or service) like Ctrl-C's clean exit.
+
+    Python's default for SIGTERM ends the process at once, without ``atexit``: the temporary Prefect
+    server a local run starts would be left running. Raising ``SystemExit`` instead fails the run
+    (nothing is registered by a run that did not finish) and lets Prefect stop its server. Only from
+    the main thread, and only where no other handler is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)

@@ -22,7 +22,7 @@ from prefect.states import Failed
 
 from shopdistill.components import stores
 from shopdistill.components.config import PipelineConfig, RunParameters
-from shopdistill.flows.environment import apply_quiet_defaults, show_progress
+from shopdistill.flows.environment import apply_quiet_defaults, exit_on_terminate, show_progress
 from shopdistill.tasks.data import prepare_dataset
 from shopdistill.tasks.evaluation import decide_gate, evaluate
 from shopdistill.tasks.registration import register
@@ -116,4 +116,5 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     apply_quiet_defaults()
+    exit_on_terminate()
     sys.exit(_main(sys.argv[1:]))

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from shopdistill.components.config.schema import ConfigError, PipelineConfig
+from shopdistill.components.messages import clip
 
 _KINDS = ("synthetic", "event_log", "amazon")
 _PATH_KEYS = ("path", "output_dir")
@@ -154,7 +155,9 @@ def load_config(
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key=value, e.g. student.model.d_model=16")
+            raise ConfigError(
+                f"override {clip(item)} must look like key=value, e.g. student.model.d_model=16"
+            )
         value = _parse_value(value)
         if key.strip().split(".")[-1] in _PATH_KEYS and isinstance(value, str) and value:
             value = str(Path.cwd() / Path(value).expanduser())  # an absolute value stays as it is

@@ -8,6 +8,7 @@ unreadable raises :class:`DataSourceError` naming the file and what to change.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,36 @@ import pandas as pd
 
 from shopdistill.components.config import CatalogFile, EventLogSource
 from shopdistill.components.data.schema import DataSourceError, source_interactions, source_items
+from shopdistill.components.messages import clip
 
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
 # Unix seconds beyond this (year 5138) are taken to be milliseconds.
 _MS_THRESHOLD = 100_000_000_000
+
+
+def _first_undecodable(path: Path, encoding: str, block: int = 1 << 20) -> tuple[int, int, int]:
+    """(byte offset in the file, the byte, 1-based line) of the first byte ``encoding`` cannot decode.
+
+    pandas decodes in chunks and reports the offset inside a chunk, so the file is decoded again
+    here, incrementally, counting from its start.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    start, lines = 0, 1  # file offset of the bytes the decoder is given next; newlines before them
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            pending = decoder.getstate()[0]  # bytes held back from the previous chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                data = pending + chunk
+                return (
+                    start - len(pending) + exc.start,
+                    data[exc.start],
+                    lines + data[: exc.start].count(b"\n"),
+                )
+            lines += chunk.count(b"\n")
+            start += len(chunk)
+    raise DataSourceError(f"{path} could not be decoded as {encoding}, but no undecodable byte was found")
 
 
 def _format_of(path: Path, declared: str) -> str:
@@ -55,10 +82,11 @@ def read_table(
             frame = pd.read_csv(
                 path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""]
             )
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError:
+            offset, byte, line = _first_undecodable(path, encoding)
             raise DataSourceError(
-                f"{what} file {path} is not valid {encoding}: byte 0x{exc.object[exc.start]:02x} at "
-                f"offset {exc.start}; re-encode the file as UTF-8 or set encoding in the data source"
+                f"{what} file {path} is not valid {encoding}: byte 0x{byte:02x} at offset {offset:,} "
+                f"(line {line:,}); re-encode the file as UTF-8 or set encoding in the data source"
             ) from None
         except pd.errors.EmptyDataError:
             raise DataSourceError(f"{what} file is empty: {path}") from None
@@ -109,7 +137,7 @@ def parse_timestamps(values: pd.Series, unit: str, where: str) -> np.ndarray:
         )
     if bad.any():
         idx = np.flatnonzero(bad.to_numpy())
-        examples = ", ".join(f"row {i}: {raw.iloc[i]!r}" for i in idx[:3])
+        examples = ", ".join(f"row {i}: {clip(raw.iloc[i])}" for i in idx[:3])
         expected = {"s": "Unix seconds", "ms": "Unix milliseconds", "iso": "ISO-8601 dates"}[unit]
         raise DataSourceError(
             f"{where}: {len(idx)} value(s) cannot be parsed as timestamps ({expected}), e.g. {examples}"
@@ -135,7 +163,7 @@ def _parse_prices(values: pd.Series, where: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataSourceError(
-            f"{where}: {int(bad.sum())} price(s) are not numbers, e.g. row {i}: {values.iloc[i]!r}"
+            f"{where}: {int(bad.sum())} price(s) are not numbers, e.g. row {i}: {clip(values.iloc[i])}"
         )
     return numeric.to_numpy(dtype="float64", na_value=np.nan)
 
@@ -159,7 +187,7 @@ def _event_timestamps(frame: pd.DataFrame, src: EventLogSource) -> np.ndarray:
         i = int(np.flatnonzero(offset.isna().to_numpy())[0])
         raise DataSourceError(
             f"event log {src.path}, column {m.time_offset!r}: time offsets must be numbers, "
-            f"e.g. row {i}: {frame[m.time_offset].iloc[i]!r}"
+            f"e.g. row {i}: {clip(frame[m.time_offset].iloc[i])}"
         )
     scale = 1000.0 if src.time_offset_unit == "ms" else 1.0
     return ts + np.floor(offset.to_numpy(dtype=np.float64) / scale).astype(np.int64)

@@ -15,6 +15,7 @@ from html import escape
 from pathlib import Path
 
 from shopdistill.components.artifacts import write_json_atomic, write_text_atomic
+from shopdistill.components.messages import clip
 from shopdistill.components.validation.runner import CRITICAL, GX_SITE, CheckResult, ValidationReport
 
 _EXTERNAL = re.compile(
@@ -76,8 +77,8 @@ def _detail(r: CheckResult) -> str:
         return f"could not be checked: {r.error}"
     if r.unexpected_count is not None and r.element_count is not None:
         text = f"{r.unexpected_count:,} of {r.element_count:,} rows fail"
-        return text + (f"; e.g. {', '.join(map(repr, r.examples))}" if r.examples else "")
-    return "" if r.observed_value is None else f"observed {r.observed_value!r}"
+        return text + (f"; e.g. {', '.join(map(clip, r.examples))}" if r.examples else "")
+    return "" if r.observed_value is None else f"observed {clip(r.observed_value)}"
 
 
 def _suite_page(docs_dir: Path, suite: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from shopdistill.components.messages import clip, shorten
 from shopdistill.components.validation.suites import CRITICAL, Suite
 
 EXAMPLES = 5
@@ -52,13 +53,13 @@ class CheckResult:
             return f"{head}: could not be checked ({self.error})"
         if self.unexpected_count is not None and self.element_count:
             share = self.unexpected_count / self.element_count
-            examples = ", ".join(repr(e) for e in self.examples)
+            examples = ", ".join(clip(e) for e in self.examples)
             return f"{head}: {self.unexpected_count:,} of {self.element_count:,} rows ({share:.2%}) fail" + (
                 f", e.g. {examples}" if examples else ""
             )
         if self.expectation == "expect_column_to_exist":
             return f"{head}: the column is missing"
-        return f"{head}: observed {_plain(self.observed_value)!r}"
+        return f"{head}: observed {clip(_plain(self.observed_value))}"
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,8 @@ def _plain(value: Any) -> Any:
 def _examples(cfg_meta: dict[str, Any], raw: list[Any], frame: pd.DataFrame, column: str | None) -> list[Any]:
     if cfg_meta.get("examples_from") and column:
         bad = frame.loc[~frame[column].astype(bool), cfg_meta["examples_from"]]
-        return [_plain(v) for v in bad.drop_duplicates().head(EXAMPLES).tolist()]
-    values = [_plain(v) for v in raw[:EXAMPLES]]
+        return [shorten(_plain(v)) for v in bad.drop_duplicates().head(EXAMPLES).tolist()]
+    values = [shorten(_plain(v)) for v in raw[:EXAMPLES]]
     if cfg_meta.get("format") == "timestamp":
         values = [
             pd.Timestamp(v, unit="s", tz="UTC").isoformat() if isinstance(v, (int, float)) else v

@@ -167,3 +167,27 @@ def test_a_version_is_complete_only_after_its_files_are_checked(registry, tmp_pa
     assert registry.find_version({"student_digest": digest}).version == good.version
     registry.client.delete_model_version_tag(registry.name, good.version, COMPLETE)
     assert registry.find_version({"student_digest": digest}) is None
+
+
+@pytest.mark.faults
+def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path):
+    """MLflow creates a new SQLite store's schema on first use; four processes doing it at the same
+    moment fail ("table ... already exists", "duplicate column") unless the first use is locked."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from shopdistill.components.config import RegistryConfig\n"
+        "from shopdistill.components.registry import Registry\n"
+        "print(len(Registry(RegistryConfig(), sys.argv[1]).versions()))\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err.decode()[-1500:] for _, err in results]
+    assert [out.decode().strip() for out, _ in results] == ["0"] * 4
