@@ -66,6 +66,38 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def tree_digest(obj: Any) -> str:
+    """sha256 of a nested structure of dicts, lists, tensors, arrays and plain values, by content
+    (a tensor by dtype, shape and bytes), independent of how it is serialised."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, dict):
+            h.update(b"{")
+            for key in sorted(x, key=str):
+                h.update(str(key).encode() + b":")
+                feed(x[key])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for item in x:
+                feed(item)
+            h.update(b"]")
+        elif hasattr(x, "detach"):  # a torch tensor: its raw bytes, whatever the dtype
+            import torch
+
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif hasattr(x, "tobytes"):  # a numpy array or scalar
+            h.update(f"A{x.dtype}{getattr(x, 'shape', ())}".encode() + x.tobytes())
+        else:
+            h.update(repr(x).encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds.

@@ -122,6 +122,8 @@ class Registry:
         """MLflow creates or migrates a SQLite store's schema when a client first opens it, and
         processes doing that at once fail ("table ... already exists", "duplicate column"): the
         opening happens under the store's lock."""
+        if not os.access(db.parent, os.W_OK):  # a read-only store (a mounted copy) is only read
+            return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         with exclusive(db, what="the MLflow store's schema"):
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             client.search_registered_models(max_results=1)  # the registry's store, opened too

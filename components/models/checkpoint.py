@@ -73,7 +73,13 @@ def load_model(path: str | Path, sha256: str | None = None) -> tuple[nn.Module, 
     from shopdistill.components.models import build_model
 
     verify_digest(path, sha256)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a refused pickle, a truncated zip, not a checkpoint
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded as weights only: {first}") from None
+    if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
+        raise CheckpointError(f"checkpoint {path} is not a shopdistill model checkpoint")
     cfg = ModelConfig(**blob["config"])
     model = build_model(cfg, blob["n_items"])
     model.load_state_dict(blob["state_dict"])

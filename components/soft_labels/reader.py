@@ -38,7 +38,7 @@ class SoftLabelReader:
                 f"{self.path} holds no teacher item embeddings; delete it and run the soft-label stage "
                 "again to rebuild it"
             )
-        return np.load(self.path / ITEMS_FILE)
+        return np.load(self.path / ITEMS_FILE, allow_pickle=False)  # never unpickle a stored file
 
     @property
     def num_row_groups(self) -> int:

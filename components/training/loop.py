@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shopdistill.components.artifacts import atomic_file
+from shopdistill.components.artifacts import atomic_file, tree_digest
 from shopdistill.components.config import ModelConfig, TrainConfig
 from shopdistill.components.evaluation import evaluate_model
 from shopdistill.components.locks import exclusive
@@ -186,6 +186,10 @@ def _resume(run: _Run, last_path: Path, state: _State) -> _State:
     if ckpt.get("fingerprint") != run.fingerprint:
         run.log(f"[{run.name}] ignoring {last_path}: it belongs to another configuration or dataset")
         return state
+    checksum = ckpt.pop("checksum", None)
+    if checksum != tree_digest(ckpt):
+        run.log(f"[{run.name}] {last_path} does not match its checksum (damaged): starting afresh")
+        return state
     run.model.load_state_dict(ckpt["model"])
     if run.extra is not None and ckpt.get("extra") is not None:
         run.extra.load_state_dict(ckpt["extra"])
@@ -282,6 +286,7 @@ def _validate_and_checkpoint(
         "best_state": state.best_state,
         "bad_epochs": state.bad_epochs,
     }
+    checkpoint["checksum"] = tree_digest(checkpoint)  # a flipped bit in any tensor is caught on resume
     with atomic_file(last_path) as tmp:
         torch.save(checkpoint, tmp)
 

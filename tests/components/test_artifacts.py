@@ -15,6 +15,7 @@ def _dead_pid() -> int:
     return child.pid  # exited and reaped: no such process now
 
 
+@pytest.mark.faults
 def test_a_failed_write_leaves_no_folder(tmp_path):
     target = tmp_path / "cache"
     with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
@@ -23,6 +24,7 @@ def test_a_failed_write_leaves_no_folder(tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.faults
 def test_leftovers_of_a_killed_writer_are_removed_and_a_live_writers_kept(tmp_path):
     target = tmp_path / "cache"
     dead = tmp_path / f".cache.{_dead_pid()}-deadbeef.partial"

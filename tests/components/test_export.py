@@ -157,6 +157,7 @@ def test_item_map_round_trip_and_top_k(exported, tiny_dataset):
     assert guide.recommendations["item"].tolist() == torch_guide.recommendations["item"].tolist()
 
 
+@pytest.mark.faults
 def test_a_corrupted_or_incomplete_export_is_rejected(exported, tmp_path):
     _, _, folder = exported
     copy = shutil.copytree(folder, tmp_path / "copy")
@@ -170,6 +171,7 @@ def test_a_corrupted_or_incomplete_export_is_rejected(exported, tmp_path):
         OnnxScorer(copy)
 
 
+@pytest.mark.faults
 def test_export_student_reuses_a_valid_export_and_rebuilds_a_corrupt_one(
     sasrec_export, tiny_dataset, monkeypatch
 ):
@@ -184,6 +186,7 @@ def test_export_student_reuses_a_valid_export_and_rebuilds_a_corrupt_one(
     assert calls[0]["overwrite"] and calls[0]["max_len"] == MAX_LEN
 
 
+@pytest.mark.faults
 def test_failed_parity_leaves_no_folder(exported, tiny_dataset, tiny_data, tmp_path, monkeypatch):
     arch, _, folder = exported
     # a graph that is not the model's: the ONNX file of another student (fast: no second export)

@@ -29,6 +29,7 @@ def test_prepare_defaults_to_demo_and_reuses_the_dataset(out_root: Path, capsys)
     assert "(reused: same content digest)" in capsys.readouterr().out
 
 
+@pytest.mark.faults
 def test_bad_config_exits_2_with_the_key(out_root: Path, capsys):
     assert main(["run", "--set", "student.model.widht=3"]) == 2
     err = capsys.readouterr().err
@@ -60,12 +61,14 @@ def test_a_top_k_larger_than_the_catalogue_exits_2_before_training(out_root: Pat
     "k,message",
     [("0", "between 1 and 1000, not 0"), ("-5", "between 1 and 1000"), ("ten", "a whole number, not 'ten'")],
 )
+@pytest.mark.faults
 def test_recommend_refuses_a_k_out_of_bounds(capsys, k, message):
     with pytest.raises(SystemExit) as exited:
         main(["recommend", "--user", "u1", "--k", k])
     assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.faults
 def test_bad_data_exits_1_and_writes_nothing(out_root: Path, tmp_path: Path, capsys):
     code = main(
         ["data", "prepare", "--profile", "beauty", "--set", f"data.source.path={tmp_path / 'missing'}"]
@@ -76,6 +79,7 @@ def test_bad_data_exits_1_and_writes_nothing(out_root: Path, tmp_path: Path, cap
     assert not (out_root / "datasets").exists()
 
 
+@pytest.mark.faults
 def test_validation_failure_exits_1_and_keeps_the_report(out_root: Path, capsys):
     code = main(["data", "prepare", *TINY, "--set", "data.validation.min_users=1000"])
     assert code == 1

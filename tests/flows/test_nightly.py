@@ -215,6 +215,7 @@ def test_first_run_registers_a_champion_and_a_second_run_reuses_the_expensive_st
     assert state.result()["report"] != summary["report"]
 
 
+@pytest.mark.faults
 def test_data_that_fails_validation_stops_before_training_and_registers_nothing(tmp_path, counted):
     config = tiny_config(tmp_path, "data.validation.min_users=100000")
     state = run(config)
@@ -224,6 +225,7 @@ def test_data_that_fails_validation_stops_before_training_and_registers_nothing(
     assert Registry(config.registry, tmp_path).versions() == []
 
 
+@pytest.mark.faults
 def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registration, "onnx_available", lambda: False)  # as without the [onnx] extra
     config = tiny_config(tmp_path)
@@ -258,6 +260,7 @@ def test_a_candidate_that_fails_the_gate_is_only_a_challenger(tmp_path, monkeypa
     assert registry.champion().version == "1"
 
 
+@pytest.mark.faults
 def test_a_transient_error_is_retried_and_a_deterministic_one_is_not(tmp_path, monkeypatch):
     config = tiny_config(tmp_path)
     real = data_tasks.dataset_stage.prepare_dataset
@@ -305,6 +308,7 @@ def test_the_benchmarks_reuse_the_nightly_runs_stored_models(tmp_path):
     assert set(result["rows"]) == {"teacher", "student-sasrec-nokd", "student-sasrec-kd"}
 
 
+@pytest.mark.faults
 def test_two_data_roots_never_share_outputs_and_a_deleted_root_breaks_nothing(tmp_path):
     """Same config, two data folders (two clones side by side): each trains into its own."""
     import shutil
@@ -322,6 +326,7 @@ def test_two_data_roots_never_share_outputs_and_a_deleted_root_breaks_nothing(tm
     assert again.is_completed(), again.message
 
 
+@pytest.mark.faults
 def test_damaged_stored_models_are_rebuilt_or_refused_never_used(tmp_path):
     """A truncated last.pt restarts that training; a changed best.pt is rewritten from last.pt; a
     corrupt soft-label file is rebuilt; each next run completes."""
@@ -350,6 +355,7 @@ def test_damaged_stored_models_are_rebuilt_or_refused_never_used(tmp_path):
     assert sha256_file(folder / "best.pt") == version.tags["student_digest"]  # the tag names the file
 
 
+@pytest.mark.faults
 def test_an_unreachable_registry_fails_the_run_instead_of_skipping_the_champion_check(tmp_path, capsys):
     import socket
 
@@ -371,6 +377,7 @@ def test_an_unreachable_registry_fails_the_run_instead_of_skipping_the_champion_
         assert "registry unreachable" in capsys.readouterr().err
 
 
+@pytest.mark.faults
 def test_a_champion_from_another_catalogue_is_scored_through_its_item_map(tmp_path):
     """Item ids are rebuilt at every prepare; the no-regression rule still compares the same products."""
     assert run(tiny_config(tmp_path)).is_completed()

@@ -70,6 +70,7 @@ def test_different_data_different_digest(prepared, tmp_path):
     assert other.handle.sha256 != first.handle.sha256
 
 
+@pytest.mark.faults
 def test_corruption_is_detected_and_repaired(tmp_path):
     result = prepare_dataset(TINY, tmp_path)
     target = result.handle.path / "items.parquet"
@@ -88,6 +89,7 @@ def test_corruption_is_detected_and_repaired(tmp_path):
         verify_dataset(tmp_path)
 
 
+@pytest.mark.faults
 def test_crash_while_writing_leaves_no_dataset(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = pq.write_table
@@ -150,6 +152,7 @@ def test_the_report_folder_holds_every_suite_offline(prepared):
         assert not EXTERNAL.search(page.read_text()), page
 
 
+@pytest.mark.faults
 def test_a_failed_check_is_in_the_data_docs_and_no_dataset_is_written(tmp_path):
     bad = TINY.model_copy(update={"validation": TINY.validation.model_copy(update={"min_users": 10_000})})
     with pytest.raises(DataValidationError, match="users"):

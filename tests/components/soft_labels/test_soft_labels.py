@@ -38,6 +38,7 @@ def test_round_trip_matches_the_teacher(teacher, tiny_data, tmp_path):
     assert np.all(np.diff(block.topk_logits, axis=1) <= 0)
 
 
+@pytest.mark.faults
 def test_reused_when_digests_match_and_rebuilt_when_corrupt(teacher, tiny_data, tmp_path):
     handle, _, _ = build(teacher, tiny_data, tmp_path)
     again, _, reused = build(teacher, tiny_data, tmp_path)
@@ -53,6 +54,7 @@ def test_reused_when_digests_match_and_rebuilt_when_corrupt(teacher, tiny_data, 
     assert other.path != handle.path
 
 
+@pytest.mark.faults
 def test_failed_build_leaves_no_cache(teacher, tiny_data, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = teacher.scores

@@ -43,6 +43,7 @@ def test_same_seed_same_weights(tiny_data, tmp_path):
         torch.testing.assert_close(x, y)
 
 
+@pytest.mark.faults
 def test_killed_run_resumes_where_it_stopped(tiny_data, tmp_path):
     straight = fresh()
     ref = fit(straight, tiny_data, MODEL, TRAIN, tmp_path / "straight", seed=1, log=quiet, fingerprint="f")
@@ -80,6 +81,7 @@ def test_killed_run_resumes_where_it_stopped(tiny_data, tmp_path):
         torch.testing.assert_close(x, y)
 
 
+@pytest.mark.faults
 def test_checkpoint_of_another_config_is_not_resumed(tiny_data, tmp_path):
     cfg = TRAIN.model_copy(update={"epochs": 1})
     fit(fresh(), tiny_data, MODEL, cfg, tmp_path, log=quiet, fingerprint="one")
@@ -89,6 +91,7 @@ def test_checkpoint_of_another_config_is_not_resumed(tiny_data, tmp_path):
     assert "ignoring" in lines[0]
 
 
+@pytest.mark.faults
 def test_nan_loss_is_a_clear_error(tiny_data, tmp_path):
     def nan_loss(batch):
         return torch.tensor(float("nan"), requires_grad=True), {}
