@@ -7,8 +7,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shopdistill-installed
 PROFILE ?= demo
-# dev: pytest, ruff, import-linter; onnx: ONNX export + onnxruntime serving (tests skip without it)
-EXTRAS ?= dev,onnx
+# dev: pytest, ruff, import-linter; onnx: ONNX export + onnxruntime serving; postgres: MLflow on
+# PostgreSQL (the tests of each skip without it)
+EXTRAS ?= dev,onnx,postgres
 
 # The CLI and the test suite set the quiet, offline-safe environment themselves (flows/environment.py).
 

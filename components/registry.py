@@ -52,6 +52,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 # what MLflow answers for a model or alias that does not exist (anything else: the store failed)
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+_EXISTS = "RESOURCE_ALREADY_EXISTS"  # creating what a concurrent writer has just created
 
 
 class RegistryError(RuntimeError):
@@ -155,7 +156,12 @@ class Registry:
             return exp.experiment_id
         artifacts = (self.data_dir / "mlruns").resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+        try:
+            return self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+        except MlflowException as exc:  # another writer created it a moment ago
+            if exc.error_code != _EXISTS:
+                raise
+            return self.client.get_experiment_by_name(EXPERIMENT).experiment_id
 
     def log_run(
         self,
@@ -255,7 +261,11 @@ class Registry:
         except MlflowException as exc:
             if exc.error_code not in _ABSENT:
                 raise self._unavailable(exc) from None
-            self.client.create_registered_model(self.name, description="shopdistill students")
+            try:
+                self.client.create_registered_model(self.name, description="shopdistill students")
+            except MlflowException as created:  # another writer created it a moment ago
+                if created.error_code != _EXISTS:
+                    raise
 
     def _verify_student(self, version: str, run_id: str, digest: str | None) -> None:
         """The version's ``student/`` files are in the artifact store, and ``best.pt`` is the one named."""
