@@ -62,7 +62,26 @@ def read_only_view(tmp_path):
 def test_a_read_only_store_fails_the_write_and_keeps_the_champion(read_only_view, tmp_path):
     store, view = read_only_view
     new_version(Registry(RegistryConfig(model_name="m"), store), tmp_path, champion=True)
-    with pytest.raises(Exception, match="(?i)read-only|readonly"):
+    with pytest.raises(Exception, match="(?i)read-only|readonly") as caught:
         new_version(Registry(RegistryConfig(model_name="m"), view), tmp_path, champion=True, tag="second")
+    assert "readonly database" in str(caught.value)
     assert_only_the_champion(Registry(RegistryConfig(model_name="m"), store))
     assert Registry(RegistryConfig(model_name="m"), view).champion().version == "1"  # still readable
+
+
+def test_a_damaged_champion_artifact_is_exit_4_with_its_version_named(tmp_path, capsys):
+    """``recommend`` on a champion whose stored ``best.pt`` no longer matches its digest tag."""
+    from shopdistill.components.artifacts import sha256_file
+    from shopdistill.flows.cli import main
+    from tests.components.test_registry import student_files
+
+    registry = Registry(RegistryConfig(), tmp_path)
+    files = student_files(tmp_path)
+    run_id = registry.log_run(run_name="r", params={}, metrics={}, tags={}, artifacts={}, student_files=files)
+    digest = sha256_file(files["best.pt"])
+    registry.register(run_id, {"student_digest": digest}, make_champion=True)
+    stored = next((tmp_path / "mlruns").rglob("student/best.pt"))
+    stored.write_bytes(b"flipped")
+    assert main(["recommend", "--user", "u1", "--set", f"runtime.output_dir={tmp_path}"]) == 4
+    err = capsys.readouterr().err
+    assert "v1" in err and "does not match its recorded sha256" in err and "Traceback" not in err
