@@ -20,7 +20,7 @@ def test_data_prepare_prints_counts_digest_and_docs(out_root: Path, capsys):
     assert Path(docs).is_file() and Path(docs).is_relative_to(out_root / "runs")
     run_dir = Path(next(line for line in out.splitlines() if line.startswith("run folder")).split()[-1])
     assert (run_dir / "validation.json").is_file() and (run_dir / "validation.md").is_file()
-    assert len(list((out_root / "datasets").iterdir())) == 1
+    assert len(list((out_root / "datasets").glob("[!.]*"))) == 1  # hidden: the folder's lock file
 
 
 def test_prepare_defaults_to_demo_and_reuses_the_dataset(out_root: Path, capsys):

@@ -332,7 +332,7 @@ def test_damaged_stored_models_are_rebuilt_or_refused_never_used(tmp_path):
     corrupt soft-label file is rebuilt; each next run completes."""
     config = tiny_config(tmp_path)
     assert run(config).is_completed()
-    teacher_dir = next((tmp_path / "teachers").iterdir())
+    teacher_dir = next((tmp_path / "teachers").glob("[!.]*"))
     last = teacher_dir / "last.pt"
     last.write_bytes(last.read_bytes()[:100])  # truncated
     student_best = next((tmp_path / "students").rglob("best.pt"))

@@ -169,11 +169,12 @@ def test_non_utf8_bytes(tmp_path):
     rows = [HEADER, *good_rows()]
     rows[5] = rows[5].replace(",view,", ",vi\u00e9w,")
     path = write(tmp_path, rows, encoding="latin-1")
+    offset = path.read_bytes().index(b"\xe9")  # counted from the file's start; row 5 is line 6
     prepare_fails(
         config(path),
         tmp_path / "out",
         DataSourceError,
-        r"is not valid utf-8: byte 0xe9 at offset \d+; re-encode the file as UTF-8 or set encoding",
+        rf"is not valid utf-8: byte 0xe9 at offset {offset:,} \(line 6\); re-encode the file as UTF-8 or set",
     )
 
 
