@@ -2,6 +2,7 @@
 
     shopdistill run [--profile demo|beauty] [--config FILE] [--set key=value ...]   the nightly flow, once
     shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]  prepare + validate data
+    shopdistill simulate --days N --out DIR [--profile demo]                        a partitioned event log
     shopdistill serve [--profile ...] [--cron "0 2 * * *"] [--timezone UTC]         schedule locally
     shopdistill promote VERSION | rollback                                          move the champion alias
     shopdistill recommend --user ID [--k 10] [--engine torch|onnx|onnx-int8]       the shopping-guide view
@@ -51,6 +52,18 @@ def _fmt_splits(splits: dict[str, int]) -> str:
     return " / ".join(f"{k} {splits.get(k, 0):,}" for k in ("train", "valid", "test"))
 
 
+def _night_line(night: dict) -> str:
+    read = (
+        f", {night['partitions']} day partitions {night['days'][0]} .. {night['days'][1]}"
+        if "days" in night
+        else ""
+    )
+    maps = (
+        f", id maps continued from dataset {night['id_maps_from'][:12]}" if night.get("id_maps_from") else ""
+    )
+    return f"night        {night['as_of']}{read}{maps}"
+
+
 def prepare_data(config: PipelineConfig) -> int:
     """Prepare + validate the configured dataset; print what a data engineer wants to see."""
     from shopdistill.components.data.dataset import prepare_dataset
@@ -85,6 +98,7 @@ def prepare_data(config: PipelineConfig) -> int:
                 f"events       {', '.join(f'{k} {v:,}' for k, v in c['events'].items())}",
                 f"history      min {seq['min']}, median {seq['median']:g}, mean {seq['mean']:g}, max {seq['max']}",
                 f"time range   {c['time_range'][0]} .. {c['time_range'][1]}",
+                *([_night_line(m["night"])] if m.get("night") else []),
                 "",
                 report.to_markdown(),
                 "",
@@ -230,6 +244,35 @@ def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
 MAX_K = 1000
 
 
+def _positive_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--days must be a whole number of days, not {text!r}") from None
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError(f"--days must be between 1 and 3650, not {days}")
+    return days
+
+
+def simulate(config: PipelineConfig, days: int, out: Path) -> int:
+    """Write the profile's synthetic shop, ``days`` long, as daily partitions under ``out``."""
+    from shopdistill.components.config import SyntheticSource
+    from shopdistill.components.data.simulate import write_partitions
+
+    source = config.data.source
+    if not isinstance(source, SyntheticSource):
+        print(
+            f"error: simulate needs a synthetic data source; the profile has {source.kind}", file=sys.stderr
+        )
+        return 2
+    written = write_partitions(source.model_copy(update={"days": days}), out)
+    print(
+        f"wrote {written['events']:,} events of {written['items']:,} products in {written['days']} day "
+        f"partitions ({written['first']} .. {written['last']}) under {written['folder']}"
+    )
+    return 0
+
+
 def _positive_k(text: str) -> int:
     try:
         k = int(text)
@@ -268,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="prepare and validate a dataset")
     add_config_args(prep)
+    sim = sub.add_parser("simulate", help="write the synthetic shop as daily partitions (an event log)")
+    add_config_args(sim)
+    sim.add_argument(
+        "--days", type=_positive_days, required=True, help="days to simulate, from data.source.start"
+    )
+    sim.add_argument("--out", type=Path, required=True, help="folder for date=YYYY-MM-DD/ partitions")
     for command in entry_points(group=PLUGIN_GROUP):  # e.g. `bench` from shopdistill.benchmarks
         command.load()(sub, add_config_args)
     parser.set_defaults(default_profile="demo")
@@ -289,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_flow(config)
     if args.command == "serve":
         return serve(config, args.cron, args.timezone)
+    if args.command == "simulate":
+        return simulate(config, args.days, args.out)
     if args.command in ("promote", "rollback", "recommend"):
         return registry_command(args, config)
     if hasattr(args, "handler"):  # a plugin command

@@ -178,9 +178,10 @@ class PreprocessConfig(StrictModel):
     )
     min_user_interactions: int = Field(0, ge=0, description="k-core: users need this many (0: off)")
     min_item_interactions: int = Field(0, ge=0, description="k-core: items need this many (0: off)")
-    split: Literal["leave_one_out", "time"] = Field(
+    split: Literal["leave_one_out", "time", "next_day"] = Field(
         "leave_one_out",
-        description="leave_one_out: last item test, second-to-last validation; time: by time span",
+        description="leave_one_out: last item test, second-to-last validation; time: by time span; "
+        "next_day: each user's first event on the night's day is test, on the day before validation",
     )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
@@ -201,6 +202,14 @@ class ValidationConfig(StrictModel):
         (2.0, 500.0), description="warn-only drift check on the mean history length"
     )
     min_title_coverage: float = Field(0.9, ge=0, le=1, description="warn-only: share with a title")
+    partition_findings: Literal["fail", "warn"] = Field(
+        "fail",
+        description="day partitions: a missing, empty or late partition for the night, or a volume "
+        "off the recent nights, fails the run (fail) or is reported only (warn)",
+    )
+    volume_ratio: tuple[float, float] = Field(
+        (0.33, 3.0), description="day partitions: tonight's rows / the median of the 7 nights before"
+    )
 
 
 class DataConfig(StrictModel):
@@ -210,6 +219,14 @@ class DataConfig(StrictModel):
         description="names the prepared dataset's folder and the run folders",
     )
     source: DataSource = SyntheticSource()
+    as_of: datetime.date | None = Field(
+        None,
+        description="the night's date for a partitioned event log: days up to it are read (unset: "
+        "the latest complete day)",
+    )
+    window_days: int | None = Field(
+        None, ge=1, description="days of a partitioned event log read up to as_of (unset: every day)"
+    )
     preprocess: PreprocessConfig = PreprocessConfig()
     validation: ValidationConfig = ValidationConfig()
 

@@ -9,6 +9,7 @@ and intact files is reused. Loading checks every file's sha256 against the manif
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ from shopdistill.components.artifacts import (
     verify_manifest,
     write_json_atomic,
 )
-from shopdistill.components.config import DataConfig
+from shopdistill.components.config import DataConfig, EventLogSource
+from shopdistill.components.data import partitions
+from shopdistill.components.data.event_log import read_event_log
+from shopdistill.components.data.partitions import is_partitioned
 from shopdistill.components.data.preprocess import PreparedFrames, prepare_frames
 from shopdistill.components.data.schema import (
     SCHEMA_VERSION,
@@ -140,13 +144,19 @@ def prepare_dataset(
     No dataset is written unless every step succeeds.
     """
     t0 = time.perf_counter()
-    interactions, items = read_source(cfg.source)
+    checks = _Checks(Path(report_dir) if report_dir else None) if validate else None
+    interactions, items, night = _read(cfg, checks)
     if len(interactions) == 0:
         raise DataSourceError(f"the data source {describe_source(cfg.source)} has no interactions")
-    checks = _Checks(Path(report_dir) if report_dir else None) if validate else None
     if checks:
         checks.source(cfg, interactions, items)
-    prep = prepare_frames(interactions, items, cfg.preprocess)
+    as_of = dt.date.fromisoformat(night["as_of"]) if night else None
+    previous = previous_id_maps(Path(root), cfg.name, as_of) if as_of else None
+    if night:
+        night["id_maps_from"] = previous[0] if previous else None
+    prep = prepare_frames(
+        interactions, items, cfg.preprocess, as_of=as_of, previous=previous[1] if previous else None
+    )
     report = checks.prepared(cfg, prep) if checks else None
     tables = {
         "interactions": prep.interactions,
@@ -163,7 +173,7 @@ def prepare_dataset(
         except DatasetCorruptError:
             reused = False
         if not reused:
-            manifest = _write(target, tables, _manifest(cfg, digest, prep, report))
+            manifest = _write(target, tables, _manifest(cfg, digest, prep, report, night))
     handle = Handle(
         uri=str(target),
         sha256=digest,
@@ -171,6 +181,53 @@ def prepare_dataset(
         meta={"name": cfg.name, "items": manifest["counts"]["items"]},
     )
     return PreparedDataset(handle, manifest, report, reused, time.perf_counter() - t0)
+
+
+def _read(
+    cfg: DataConfig, checks: _Checks | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any] | None]:
+    """The source frames, and for a night (a partitioned event log, or ``as_of`` set) what it read.
+
+    A partitioned log is read for the days of the night's window only, after the partition checks."""
+    src = cfg.source
+    if not (isinstance(src, EventLogSource) and is_partitioned(src.path)):
+        interactions, items = read_source(src)
+        night = {"as_of": cfg.as_of.isoformat(), "window_days": None} if cfg.as_of else None
+        return interactions, items, night
+    parts = partitions.list_partitions(src.path)
+    as_of = cfg.as_of or partitions.latest_complete_day(parts)
+    chosen = partitions.select(parts, as_of, cfg.window_days)
+    if checks:
+        checks.partitions(cfg, partitions.day_summary(parts, chosen, as_of, cfg.window_days), as_of)
+    interactions, items = read_event_log(src, [f for p in chosen for f in p.files])
+    night = {
+        "as_of": as_of.isoformat(),
+        "window_days": cfg.window_days,
+        "days": [chosen[0].day.isoformat(), chosen[-1].day.isoformat()],
+        "partitions": len(chosen),
+    }
+    return interactions, items, night
+
+
+def previous_id_maps(
+    root: Path, name: str, as_of: dt.date
+) -> tuple[str, tuple[pd.DataFrame, pd.DataFrame]] | None:
+    """The id maps of the newest intact dataset of ``name`` from a night before ``as_of``, with its
+    digest (None on the first night)."""
+    best: tuple[str, Path] | None = None
+    for folder in sorted((root / "datasets").glob(f"{name}-*")):
+        try:
+            manifest = verify_dataset(folder)
+        except DatasetCorruptError:
+            continue
+        night = (manifest.get("night") or {}).get("as_of")
+        if night and night < as_of.isoformat() and (best is None or night > best[0]):
+            best = (night, folder)
+    if best is None:
+        return None
+    folder = best[1]
+    maps = tuple(pq.read_table(folder / f"{t}.parquet").to_pandas() for t in ("user_map", "item_map"))
+    return verify_dataset(folder)["digest"], maps
 
 
 class _Checks:
@@ -182,6 +239,13 @@ class _Checks:
 
         self.report_dir = report_dir
         self.session = ValidationSession(report_dir / "data_docs" if report_dir else None)
+
+    def partitions(self, cfg: DataConfig, summary: pd.DataFrame, as_of: dt.date) -> None:
+        from shopdistill.components.validation.suites import partition_flags, partition_suite
+
+        self._run(
+            {"partitions": partition_flags(summary)}, [partition_suite(cfg.validation, as_of.isoformat())]
+        )
 
     def source(self, cfg: DataConfig, interactions: pd.DataFrame, items: pd.DataFrame) -> None:
         from shopdistill.components.validation.suites import (
@@ -214,8 +278,11 @@ class _Checks:
         return report
 
 
-def _manifest(cfg: DataConfig, digest: str, prep: PreparedFrames, report: Any) -> dict[str, Any]:
+def _manifest(
+    cfg: DataConfig, digest: str, prep: PreparedFrames, report: Any, night: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
+        "night": night,
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "name": cfg.name,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from shopdistill.components.config import CatalogFile, EventLogSource
+from shopdistill.components.data.partitions import rows_in
 from shopdistill.components.data.schema import DataSourceError, source_interactions, source_items
 from shopdistill.components.messages import clip
 
@@ -229,10 +230,28 @@ def _items_from_log(frame: pd.DataFrame, interactions: pd.DataFrame, src: EventL
     )
 
 
-def read_event_log(src: EventLogSource) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read an event log into source frames ``(interactions, items)``."""
+def _read_files(src: EventLogSource, files: list[Path]) -> pd.DataFrame:
+    """The rows of several partition files, in file order (each read and checked like one log)."""
+    frames = [
+        read_table(f, src.format, src.delimiter, src.encoding, _required_columns(src), "event log partition")
+        for f in files
+        if rows_in(f) > 0  # an empty day is the partition checks' finding, not a read error
+    ]
+    if not frames:
+        raise DataSourceError(f"the day partitions read from {src.path} hold no events")
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_event_log(src: EventLogSource, files: list[Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read an event log into source frames ``(interactions, items)``: the file at ``src.path``, or
+    the partition ``files`` a night reads (``components/data/partitions.py``)."""
     m = src.columns
-    frame = read_table(src.path, src.format, src.delimiter, src.encoding, _required_columns(src), "event log")
+    if files is not None:
+        frame = _read_files(src, files)
+    else:
+        frame = read_table(
+            src.path, src.format, src.delimiter, src.encoding, _required_columns(src), "event log"
+        )
     ts = _event_timestamps(frame, src)
     events = _event_names(frame, src)
     price = _parse_prices(frame[m.price], f"event log {src.path}, column {m.price!r}") if m.price else None

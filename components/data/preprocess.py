@@ -6,6 +6,7 @@ written as Parquet. Every function is pure: frames in, frames out.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,13 +88,30 @@ def _natural_order(values: pd.Series) -> np.ndarray:
     return uniq[np.argsort(text.to_numpy(dtype=object), kind="stable")]
 
 
-def build_id_maps(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Dense ids: users 0..U-1, items 1..I (0 stays free for padding), in natural raw-id order."""
-    users = _natural_order(frame["user_id"])
-    items = _natural_order(frame["item_id"])
+def build_id_maps(
+    frame: pd.DataFrame, previous: tuple[pd.DataFrame, pd.DataFrame] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dense ids: users 0..U-1, items 1..I (0 stays free for padding), in natural raw-id order.
+
+    With the ``previous`` night's ``(user_map, item_map)``, every user and item in them keeps its id
+    (even one absent tonight) and new ones are appended after them, in natural order: a model of last
+    night reads tonight's ids unchanged, and its item table only has to grow.
+    """
+    old_users, old_items = previous if previous is not None else (None, None)
+    users = _extend(old_users["raw_user_id"] if old_users is not None else None, frame["user_id"])
+    items = _extend(old_items["raw_item_id"] if old_items is not None else None, frame["item_id"])
     user_map = pd.DataFrame({"user_id": np.arange(len(users), dtype=np.int32), "raw_user_id": users})
     item_map = pd.DataFrame({"item_id": np.arange(1, len(items) + 1, dtype=np.int32), "raw_item_id": items})
     return user_map.astype({"raw_user_id": "string"}), item_map.astype({"raw_item_id": "string"})
+
+
+def _extend(known: pd.Series | None, values: pd.Series) -> np.ndarray:
+    """``known`` raw ids in their order, then the new ones of ``values`` in natural order."""
+    if known is None:
+        return _natural_order(values)
+    known = known.astype(str).to_numpy()
+    new = pd.Series(values[~values.astype(str).isin(known)])
+    return np.concatenate([known, _natural_order(new)]) if len(new) else known
 
 
 def leave_one_out_split(frame: pd.DataFrame) -> np.ndarray:
@@ -135,9 +153,51 @@ def time_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: float)
     return split
 
 
-def prepare_frames(interactions: pd.DataFrame, items: pd.DataFrame, cfg: PreprocessConfig) -> PreparedFrames:
-    """Source frames -> prepared frames: dedupe, k-core, id maps, chronological order, split."""
+def next_day_split(frame: pd.DataFrame, as_of: dt.date) -> np.ndarray:
+    """Split labels for the night ``as_of``: events on that day (UTC) are test, on the day before
+    valid, earlier ones train; each user's first test (valid) event is the one scored."""
+    test_from = int(pd.Timestamp(as_of, tz="UTC").timestamp())
+    valid_from = test_from - 86_400
+    ts = frame["ts"].to_numpy()
+    split = np.where(ts >= test_from, "test", np.where(ts >= valid_from, "valid", "train")).astype(object)
+    counts = {s: int((split == s).sum()) for s in ("train", "valid", "test")}
+    empty = [s for s, c in counts.items() if c == 0]
+    if empty:
+        raise DatasetTooSmallError(
+            f"cannot make the next-day split for {as_of}: the {', '.join(empty)} part is empty "
+            f"(test: {as_of}, valid: {as_of - dt.timedelta(days=1)}, train: before; counts {counts})"
+        )
+    return split
+
+
+def _split(out: pd.DataFrame, cfg: PreprocessConfig, as_of: dt.date | None) -> np.ndarray:
+    if cfg.split == "leave_one_out":
+        return leave_one_out_split(out)
+    if cfg.split == "next_day":
+        return next_day_split(out, as_of or _last_day(out))
+    return time_split(out, cfg.valid_fraction, cfg.test_fraction)
+
+
+def _last_day(frame: pd.DataFrame) -> dt.date:
+    return pd.Timestamp(int(frame["ts"].max()), unit="s", tz="UTC").date()
+
+
+def prepare_frames(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    cfg: PreprocessConfig,
+    *,
+    as_of: dt.date | None = None,
+    previous: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> PreparedFrames:
+    """Source frames -> prepared frames: dedupe, k-core, id maps, chronological order, split.
+
+    ``as_of``: the night (events after its day are dropped; the next-day split's test day).
+    ``previous``: the id maps to keep (:func:`build_id_maps`)."""
     n_raw = len(interactions)
+    if as_of is not None:
+        end = int(pd.Timestamp(as_of + dt.timedelta(days=1), tz="UTC").timestamp())
+        interactions = interactions[interactions["ts"].to_numpy() < end]
     frame = dedupe(sort_chronologically(interactions), cfg.dedupe)
     n_deduped = len(frame)
     frame = k_core(frame, cfg.min_user_interactions, cfg.min_item_interactions)
@@ -147,7 +207,7 @@ def prepare_frames(interactions: pd.DataFrame, items: pd.DataFrame, cfg: Preproc
             f"(min_user_interactions={cfg.min_user_interactions}, "
             f"min_item_interactions={cfg.min_item_interactions})"
         )
-    user_map, item_map = build_id_maps(frame)
+    user_map, item_map = build_id_maps(frame, previous)
     uid = pd.Series(user_map["user_id"].to_numpy(), index=user_map["raw_user_id"].to_numpy())
     iid = pd.Series(item_map["item_id"].to_numpy(), index=item_map["raw_item_id"].to_numpy())
     out = pd.DataFrame(
@@ -162,11 +222,7 @@ def prepare_frames(interactions: pd.DataFrame, items: pd.DataFrame, cfg: Preproc
         }
     )
     out = out.sort_values(["user_id", "ts", "seq"], kind="stable", ignore_index=True).drop(columns="seq")
-    if cfg.split == "leave_one_out":
-        out["split"] = leave_one_out_split(out)
-    else:
-        out["split"] = time_split(out, cfg.valid_fraction, cfg.test_fraction)
-    out["split"] = out["split"].astype("string")
+    out["split"] = pd.Series(_split(out, cfg, as_of), dtype="string").to_numpy()
 
     catalogue = items.drop_duplicates("item_id").set_index("item_id")
     kept = catalogue.reindex(item_map["raw_item_id"].to_numpy())

@@ -162,6 +162,51 @@ def sequence_suite(cfg: ValidationConfig) -> Suite:
     )
 
 
+def partition_suite(cfg: ValidationConfig, as_of: str) -> Suite:
+    """Checks of the day partitions a night reads (``components/data/partitions.day_summary``)."""
+    severity = CRITICAL if cfg.partition_findings == "fail" else WARNING
+    lo, hi = cfg.volume_ratio
+    return Suite(
+        "partitions",
+        [
+            gxe.ExpectColumnValuesToBeInSet(
+                column="tonight_present",
+                value_set=[True],
+                description=f"the night's partition ({as_of}) is there (missing or late otherwise)",
+                severity=severity,
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="tonight_has_rows",
+                value_set=[True],
+                description=f"the night's partition ({as_of}) holds events",
+                severity=severity,
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="volume_ratio",
+                min_value=lo,
+                max_value=hi,
+                description=f"the night's volume is {lo:g}x to {hi:g}x the median of the 7 nights before",
+                severity=severity,
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="present",
+                value_set=[True],
+                description="every day of the window has a partition",
+                severity=WARNING,
+                meta={"examples_from": "day"},
+            ),
+        ],
+    )
+
+
+def partition_flags(summary: pd.DataFrame) -> pd.DataFrame:
+    """The day summary plus the per-row flags :func:`partition_suite` checks (True off the night)."""
+    return summary.assign(
+        tonight_present=summary["present"] | ~summary["tonight"],
+        tonight_has_rows=(summary["rows"] > 0) | ~summary["tonight"],
+    )
+
+
 def with_catalogue_flag(interactions: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     """The interactions frame plus ``in_catalogue``: whether each row's item is in the catalogue."""
     catalogue = pd.Index(items["item_id"].dropna().unique())
