@@ -14,10 +14,13 @@ named ``GateFailed``, so a missed night is visible, never a silent Completed.
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.logging.loggers import flow_run_logger
+from prefect.runtime import flow_run as this_run
 from prefect.states import Failed
 
 from shopdistill.components import stores
@@ -42,6 +45,19 @@ class GateFailed(Exception):
         return str(self.args[0])
 
 
+def scheduled_night() -> datetime.date | None:
+    """The day before a scheduled run's scheduled start (in the start's timezone); None for runs
+    started by hand (from the UI, the CLI or a backfill)."""
+    run_id = this_run.get_id()
+    if run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    if not run.auto_scheduled or run.expected_start_time is None:
+        return None
+    return run.expected_start_time.date() - datetime.timedelta(days=1)
+
+
 def _summarise_failure(flow, flow_run, state) -> None:
     flow_run_logger(flow_run, flow).error(
         "nightly distillation %s did not finish: %s. Nothing is promoted by a failed run; the "
@@ -62,11 +78,20 @@ def nightly_distillation(
     params: RunParameters = RunParameters(),
     config: PipelineConfig | None = None,
     latency_requests: int = 1000,
+    as_of: datetime.date | None = None,
 ):
-    """``params`` (profile + common knobs, a form in the UI) unless a full ``config`` is given."""
+    """``params`` (profile + common knobs, a form in the UI) unless a full ``config`` is given.
+
+    ``as_of``: the night, for a partitioned event log. Unset, a scheduled run reads through the last
+    complete day before its scheduled start (a 02:00 run on 2 December reads through 1 December); any
+    other run through the newest complete day partition."""
     log = get_run_logger()
     show_progress()
     config = config or params.to_config()
+    night = as_of or scheduled_night()
+    if night and config.data.reads_nights():
+        config = config.model_copy(update={"data": config.data.model_copy(update={"as_of": night})})
+        log.info("night %s", night)
     run_dir = str(stores.new_run_dir(config.runtime.root, config.data.name, "nightly"))
     root, runtime = str(config.runtime.root), config.runtime
     log.info("run folder %s (data root %s)", run_dir, root)

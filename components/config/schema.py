@@ -230,6 +230,12 @@ class DataConfig(StrictModel):
     preprocess: PreprocessConfig = PreprocessConfig()
     validation: ValidationConfig = ValidationConfig()
 
+    def reads_nights(self) -> bool:
+        """A partitioned event log (a folder or glob of day partitions): each run is one night."""
+        from shopdistill.components.data.partitions import is_partitioned
+
+        return isinstance(self.source, EventLogSource) and is_partitioned(self.source.path)
+
 
 # ------------------------------------------------------------------------------- models and training
 class ModelConfig(StrictModel):

@@ -27,10 +27,9 @@ from shopdistill.components.artifacts import (
     verify_manifest,
     write_json_atomic,
 )
-from shopdistill.components.config import DataConfig, EventLogSource
+from shopdistill.components.config import DataConfig
 from shopdistill.components.data import partitions
 from shopdistill.components.data.event_log import read_event_log
-from shopdistill.components.data.partitions import is_partitioned
 from shopdistill.components.data.preprocess import PreparedFrames, prepare_frames
 from shopdistill.components.data.schema import (
     SCHEMA_VERSION,
@@ -190,7 +189,7 @@ def _read(
 
     A partitioned log is read for the days of the night's window only, after the partition checks."""
     src = cfg.source
-    if not (isinstance(src, EventLogSource) and is_partitioned(src.path)):
+    if not cfg.reads_nights():
         interactions, items = read_source(src)
         night = {"as_of": cfg.as_of.isoformat(), "window_days": None} if cfg.as_of else None
         return interactions, items, night

@@ -1,5 +1,6 @@
 """End-to-end runs of the nightly flow on tiny synthetic data, under one temporary Prefect API."""
 
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -455,3 +456,66 @@ def test_mlflow_models_serve_answers_for_the_champion_on_loopback(tmp_path):
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_a_night_of_a_partitioned_log_runs_end_to_end_and_keeps_ids_for_the_next(tmp_path, monkeypatch):
+    """The simulated shop as day partitions: two nights in a row (``as_of``), the second continuing
+    the first's id maps, each scored on its own next day."""
+    from shopdistill.components.data.dataset import load_dataset
+    from shopdistill.components.data.simulate import write_partitions
+
+    monkeypatch.chdir(tmp_path)
+    demo = load_config(profile="demo", overrides=TINY)
+    write_partitions(demo.data.source.model_copy(update={"days": 20}), tmp_path / "data" / "simulated")
+    small = [
+        "data.validation.min_users=10",
+        "data.validation.min_items=10",
+        "data.validation.min_interactions=100",
+    ]
+    models = [o for o in TINY if not o.startswith("data.source.")]  # the source is the partitions now
+    config = load_config(profile="nightly", overrides=[*models, *small, f"runtime.output_dir={tmp_path}"])
+    first = nightly_distillation(
+        config=config, latency_requests=20, as_of=datetime.date(2025, 1, 19), return_state=True
+    )
+    second = nightly_distillation(
+        config=config, latency_requests=20, as_of=datetime.date(2025, 1, 20), return_state=True
+    )
+    assert first.is_completed() and second.is_completed(), (first.message, second.message)
+    a, b = (load_dataset(s.result()["dataset"]) for s in (first, second))
+    assert a.manifest["night"]["as_of"] == "2025-01-19" and b.manifest["night"]["as_of"] == "2025-01-20"
+    assert b.manifest["night"]["id_maps_from"] == a.digest
+    assert b.item_map.head(len(a.item_map)).reset_index(drop=True).equals(a.item_map.reset_index(drop=True))
+    test_days = pd.to_datetime(
+        b.interactions.loc[b.interactions["split"] == "test", "ts"], unit="s", utc=True
+    )
+    assert set(test_days.dt.date) == {datetime.date(2025, 1, 20)}
+
+
+def test_a_scheduled_run_reads_through_the_day_before_its_start(monkeypatch):
+    """Prefect's scheduler marks the runs it creates ``auto_scheduled``; runs started by hand are not."""
+    import types
+
+    import shopdistill.flows.nightly as nightly
+
+    start = datetime.datetime(2026, 12, 2, 2, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+
+    class Client:
+        def __init__(self, auto):
+            self.auto = auto
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read_flow_run(self, run_id):
+            return types.SimpleNamespace(auto_scheduled=self.auto, expected_start_time=start)
+
+    monkeypatch.setattr(nightly.this_run, "get_id", lambda: "some-run")
+    monkeypatch.setattr(nightly, "get_client", lambda sync_client: Client(True))
+    assert nightly.scheduled_night() == datetime.date(2026, 12, 1)
+    monkeypatch.setattr(nightly, "get_client", lambda sync_client: Client(False))
+    assert nightly.scheduled_night() is None
+    monkeypatch.setattr(nightly.this_run, "get_id", lambda: None)
+    assert nightly.scheduled_night() is None
