@@ -17,13 +17,15 @@ import torch
 from torch import nn
 
 from shopdistill.components.artifacts import Handle, write_json_atomic
-from shopdistill.components.config import RegistryConfig
+from shopdistill.components.config import RegistryConfig, StudentConfig
 from shopdistill.components.data.dataset import load_dataset
 from shopdistill.components.evaluation import compare_models
 from shopdistill.components.models.checkpoint import load_model, load_teacher
 from shopdistill.components.registry import Registry
 from shopdistill.components.reporting import comparison_bars, learning_curves
 from shopdistill.components.sequences import SequenceData
+from shopdistill.components.training import warm_start
+from shopdistill.components.training.warm_start import WarmStart
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,32 @@ def champion_model(
     known = int((remapped.to_own[1:] > 0).sum())
     note = f"champion v{champ.version} ({known:,} of {len(item_map):,} products known to it)"
     return champ.version, (remapped, cfg.max_len), note
+
+
+def champion_start(
+    registry: RegistryConfig, root: Path, run_dir: Path, item_map: pd.DataFrame, student: StudentConfig
+) -> WarmStart | None:
+    """The champion student to continue from tonight, or None: no champion, a cold start asked for
+    or due (``student.warm``), another shape, or ids that are not a prefix of tonight's (the
+    champion was trained on another catalogue, not on an earlier night of this one)."""
+    reg = Registry(registry, root)
+    champ = reg.champion()
+    if champ is None or student.warm.cold:
+        return None
+    start = WarmStart(
+        Path(), champ.tags.get("student_digest", ""), int(champ.tags.get("student_generation", 0))
+    )
+    if warm_start.choose(student.warm, start) is None:
+        return None
+    folder = reg.download_student(champ, run_dir / "champion-start")
+    own = pd.read_parquet(folder / "item_map.parquet")["raw_item_id"].astype(str).to_numpy()
+    tonight = item_map["raw_item_id"].astype(str).to_numpy()
+    if len(own) > len(tonight) or not (tonight[: len(own)] == own).all():
+        return None
+    _, cfg, _ = load_model(folder / "best.pt", start.sha256 or None)
+    if cfg != student.model:
+        return None
+    return WarmStart(folder / "best.pt", start.sha256, start.generation)
 
 
 class CatalogueRemap(nn.Module):

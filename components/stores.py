@@ -28,10 +28,19 @@ def dataset_dir(root: Path, name: str, digest: str) -> Path:
     return Path(root) / "datasets" / f"{name}-{digest[:12]}"
 
 
-def teacher_key(dataset_digest: str, teacher: TeacherConfig, seed: int) -> str:
-    """One teacher (an ensemble member is the single teacher of its seed, so members are shared)."""
-    single = teacher.model_dump(exclude={"ensemble"})
-    return sha256_json({"data": dataset_digest, "teacher": single, "seed": seed})
+def teacher_config_key(teacher: TeacherConfig) -> str:
+    """What makes two single teachers the same model (ensemble size and warm-start policy aside)."""
+    return sha256_json(teacher.model_dump(exclude={"ensemble", "warm"}))
+
+
+def teacher_key(dataset_digest: str, teacher: TeacherConfig, seed: int, warm_from: str | None = None) -> str:
+    """One teacher (an ensemble member is the single teacher of its seed, so members are shared); a
+    warm-started one also by the checkpoint it started from and its epoch bound."""
+    single = teacher.model_dump(exclude={"ensemble", "warm"})
+    key = {"data": dataset_digest, "teacher": single, "seed": seed}
+    if warm_from is not None:
+        key |= {"warm_from": warm_from, "warm_epochs": teacher.warm.epochs}
+    return sha256_json(key)
 
 
 def teacher_dir(root: Path, data_name: str, key: str) -> Path:
@@ -57,11 +66,14 @@ def student_key(
     *,
     cache_digest: str | None = None,
     distill: DistillConfig | None = None,
+    warm_from: str | None = None,
 ) -> str:
     """A no-KD student by dataset, student and seed (one baseline serves every distillation setting);
     a KD student by the soft-label cache digest (which covers teacher and dataset), student,
     distillation settings and seed."""
     common = {"student": model.model_dump(), "train": train.model_dump(), "seed": seed}
+    if warm_from is not None:  # a warm-started student: also by the checkpoint it continued from
+        common["warm_from"] = warm_from
     if cache_digest is None:
         return sha256_json({"data": dataset_digest, **common})
     if distill is None:

@@ -29,7 +29,7 @@ from shopdistill.flows.environment import apply_quiet_defaults, exit_on_terminat
 from shopdistill.tasks.data import prepare_dataset
 from shopdistill.tasks.evaluation import decide_gate, evaluate
 from shopdistill.tasks.registration import register
-from shopdistill.tasks.training import cache_soft_labels, distill_student, train_teacher
+from shopdistill.tasks.training import cache_soft_labels, champion_start, distill_student, train_teacher
 
 
 class GateFailed(Exception):
@@ -102,7 +102,15 @@ def nightly_distillation(
     teacher = train_teacher(dataset, config.teacher, runtime)
     soft_labels = cache_soft_labels(dataset, teacher, config.distill, runtime)
     baseline = distill_student(dataset, None, config.student, config.distill, runtime, "student-nokd")
-    candidate = distill_student(dataset, soft_labels, config.student, config.distill, runtime, "student-kd")
+    # on a night after another, the KD student continues from the champion (when its shape fits)
+    start = (
+        champion_start(dataset, config.student, config.registry, runtime, run_dir)
+        if dataset.meta.get("previous")
+        else None
+    )
+    candidate = distill_student(
+        dataset, soft_labels, config.student, config.distill, runtime, "student-kd", start
+    )
     report = evaluate(
         dataset, teacher, baseline, candidate, config.registry, runtime, run_dir, latency_requests
     )

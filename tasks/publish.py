@@ -20,10 +20,20 @@ def history_table(history: list[dict[str, Any]]) -> str:
 
 
 def teacher_markdown(
-    teacher: TeacherConfig, best: list[float], seconds: float, history: list[dict], reused: bool
+    teacher: TeacherConfig,
+    best: list[float],
+    seconds: float,
+    history: list[dict],
+    reused: bool,
+    started_from: list[str | None] = (),
 ) -> str:
     ensemble = f", ensemble of {teacher.ensemble}" if teacher.ensemble > 1 else ""
     how = "reused: a finished stored run" if reused else f"{seconds:.0f} s of training"
+    warm = [s for s in started_from if s]
+    if warm:
+        how += f", warm-started from last night's `{warm[0][:12]}`" + (
+            f" (+{len(warm) - 1})" if len(warm) > 1 else ""
+        )
     return (
         f"Teacher `{teacher.model.arch}` d={teacher.model.d_model}, {teacher.model.n_layers} layers{ensemble}: "
         f"best validation NDCG@10 {', '.join(f'{b:.4f}' for b in best)} ({how})\n\n" + history_table(history)

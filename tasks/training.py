@@ -6,16 +6,27 @@ trains nothing and still publishes every artifact, marked "reused".
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from shopdistill.components import comparison
 from shopdistill.components.artifacts import Handle
-from shopdistill.components.config import DistillConfig, RuntimeConfig, StudentConfig, TeacherConfig
+from shopdistill.components.config import (
+    DistillConfig,
+    RegistryConfig,
+    RuntimeConfig,
+    StudentConfig,
+    TeacherConfig,
+)
+from shopdistill.components.data.dataset import load_dataset
 from shopdistill.components.distill import student as student_stage
 from shopdistill.components.models.checkpoint import load_teacher
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import writer as soft_label_stage
 from shopdistill.components.training import teacher as teacher_stage
+from shopdistill.components.training.warm_start import WarmStart
 from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 from shopdistill.tasks.publish import soft_labels_markdown, student_markdown, teacher_markdown
 
@@ -36,15 +47,19 @@ def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfi
         runtime.root,
         dataset.meta["name"],
         runtime.seed,
+        previous_dataset=dataset.meta.get("previous"),
         threads=runtime.threads,
     )
     best = [m.best_valid["NDCG@10"] for m in run.members]
     create_markdown_artifact(
         key="teacher-metrics",
-        markdown=teacher_markdown(teacher, best, run.train_seconds, run.history, run.reused),
+        markdown=teacher_markdown(
+            teacher, best, run.train_seconds, run.history, run.reused, run.started_from
+        ),
         description="Teacher training",
     )
     meta = {"history": run.history, "max_len": teacher.model.max_len, "ensemble": teacher.ensemble}
+    meta["started_from"] = ",".join(s or "cold" for s in run.started_from)
     return Handle(str(run.checkpoint), run.checkpoint_sha256, "teacher", meta)
 
 
@@ -71,6 +86,15 @@ def cache_soft_labels(
     return Handle(handle.uri, handle.sha256, handle.kind, {"rows": manifest["rows"], "reused": reused})
 
 
+@task
+def champion_start(
+    dataset: Handle, student: StudentConfig, registry: RegistryConfig, runtime: RuntimeConfig, run_dir: str
+) -> WarmStart | None:
+    """On a night after another: the champion student to continue from (None: start cold)."""
+    item_map = load_dataset(dataset.uri).item_map
+    return comparison.champion_start(registry, runtime.root, Path(run_dir), item_map, student)
+
+
 @task(**EXPENSIVE)
 def distill_student(
     dataset: Handle,
@@ -79,12 +103,15 @@ def distill_student(
     distill: DistillConfig,
     runtime: RuntimeConfig,
     name: str,
+    start: WarmStart | None = None,
 ) -> Handle:
-    """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline)."""
+    """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline).
+    With ``start``: continued from it for at most ``student.warm.epochs`` epochs."""
+    train = student.train.model_copy(update={"epochs": student.warm.epochs}) if start else student.train
     _, result = student_stage.distill_student(
         SequenceData.from_path(dataset.uri),
         student.model,
-        student.train,
+        train,
         distill,
         runtime.root,
         dataset_digest=dataset.sha256,
@@ -92,11 +119,17 @@ def distill_student(
         seed=runtime.seed,
         threads=runtime.threads,
         name=name,
+        start=start,
     )
     create_markdown_artifact(
         key=f"{name}-training",
-        markdown=student_markdown(name, student, soft_labels is not None, result),
+        markdown=student_markdown(name, student, soft_labels is not None, result)
+        + (f"\n\nWarm-started from the champion `{start.sha256[:12]}`." if start else ""),
         description=f"{name} training",
     )
     meta = {"name": name, "history": result.history, "max_len": student.model.max_len}
+    meta |= {
+        "started_from": start.sha256 if start else "cold",
+        "generation": start.generation + 1 if start else 0,
+    }
     return Handle(str(result.checkpoint), result.checkpoint_sha256, "student", meta)

@@ -30,6 +30,7 @@ from shopdistill.components.config.schema import (
     TeacherConfig,
     TrainConfig,
     ValidationConfig,
+    WarmStartConfig,
     default_data_dir,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "TeacherConfig",
     "TrainConfig",
     "ValidationConfig",
+    "WarmStartConfig",
     "available_profiles",
     "config_hash",
     "default_data_dir",

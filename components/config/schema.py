@@ -300,9 +300,20 @@ class TrainConfig(StrictModel):
         return _drop_default(handler(self), "sampling", "uniform")
 
 
+class WarmStartConfig(StrictModel):
+    """Nightly runs on a partitioned log: continue from last night's model (training/warm_start.py)."""
+
+    epochs: int = Field(5, ge=1, description="most epochs of a warm-started night (early stopping applies)")
+    full_retrain_every: int = Field(
+        7, ge=1, description="a cold start every this many nights (1: every night cold)"
+    )
+    cold: bool = Field(False, description="start cold tonight whatever the count")
+
+
 class TeacherConfig(StrictModel):
     model: ModelConfig = ModelConfig(d_model=128, n_layers=2, n_heads=2)
     train: TrainConfig = TrainConfig()
+    warm: WarmStartConfig = WarmStartConfig()
     ensemble: int = Field(
         1,
         ge=1,
@@ -314,6 +325,7 @@ class TeacherConfig(StrictModel):
 class StudentConfig(StrictModel):
     model: ModelConfig = ModelConfig(d_model=16, n_layers=1, n_heads=1)
     train: TrainConfig = TrainConfig()
+    warm: WarmStartConfig = WarmStartConfig()
 
 
 class DistillConfig(StrictModel):

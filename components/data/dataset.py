@@ -177,7 +177,7 @@ def prepare_dataset(
         uri=str(target),
         sha256=digest,
         kind=KIND,
-        meta={"name": cfg.name, "items": manifest["counts"]["items"]},
+        meta={"name": cfg.name, "items": manifest["counts"]["items"], **_night_meta(manifest.get("night"))},
     )
     return PreparedDataset(handle, manifest, report, reused, time.perf_counter() - t0)
 
@@ -206,6 +206,11 @@ def _read(
         "partitions": len(chosen),
     }
     return interactions, items, night
+
+
+def _night_meta(night: dict[str, Any] | None) -> dict[str, Any]:
+    """What the later stages need of a night: its date and last night's dataset (warm starts)."""
+    return {"as_of": night["as_of"], "previous": night.get("id_maps_from")} if night else {}
 
 
 def previous_id_maps(

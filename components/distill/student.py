@@ -24,6 +24,7 @@ from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import SoftLabelCacheError, SoftLabelReader
 from shopdistill.components.training.loop import TrainResult, fit
 from shopdistill.components.training.progress import progress
+from shopdistill.components.training.warm_start import WarmStart, start_from
 
 
 def distill_student(
@@ -39,9 +40,13 @@ def distill_student(
     threads: int = 1,
     log: Callable[[str], None] = progress,
     name: str = "student",
+    start: WarmStart | None = None,
 ) -> tuple[nn.Module, TrainResult]:
     """Train (or reuse, or resume) a student: with knowledge distillation from the soft-label
-    ``cache``, or the no-KD baseline without one. Stored under ``stores.student_dir``."""
+    ``cache``, or the no-KD baseline without one. Stored under ``stores.student_dir``.
+
+    ``start``: a checkpoint of the same shape to continue from (the champion, on a night), its item
+    table grown to this catalogue; training then lasts ``train_cfg.epochs`` (the warm bound)."""
     kd = cache is not None and uses_cache(distill_cfg)
     key = stores.student_key(
         dataset_digest,
@@ -50,6 +55,7 @@ def distill_student(
         seed,
         cache_digest=cache.sha256 if kd else None,
         distill=distill_cfg if kd else None,
+        warm_from=start.sha256 if start else None,
     )
     out_dir = stores.student_dir(Path(root), key)
     torch.manual_seed(seed)
@@ -63,6 +69,9 @@ def distill_student(
     if teacher_items is not None:
         with torch.no_grad():
             student.item_emb.weight[1:] = item_init_from_teacher(teacher_items, model_cfg.d_model)
+    if start is not None:
+        start_from(student, start, data.n_items)
+        log(f"[{name}] warm start from {start.checkpoint}")
     objective = DistillationObjective(distill_cfg, model_cfg.d_model, reader.manifest.get("hidden_dim"))
 
     def batches(epoch: int, rng: np.random.Generator) -> Iterator[KDBatch]:

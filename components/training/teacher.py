@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from shopdistill.components.config import TeacherConfig
 from shopdistill.components.models import build_model
 from shopdistill.components.models.checkpoint import ENSEMBLE_FILE, load_teacher, write_ensemble
 from shopdistill.components.sequences import SequenceData
+from shopdistill.components.training import warm_start
 from shopdistill.components.training.loop import TrainResult, fit
 from shopdistill.components.training.progress import progress
 
@@ -25,6 +26,7 @@ class TeacherRun:
     checkpoint: Path  # best.pt, or the ensemble record
     checkpoint_sha256: str  # the checkpoint's digest, or the ensemble's (its members' digests)
     members: list[TrainResult]
+    started_from: list[str | None] = field(default_factory=list)  # per member: warm-start digest or None
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -49,38 +51,64 @@ def train_teacher(
     data_name: str,
     seed: int,
     *,
+    previous_dataset: str | None = None,
     threads: int = 1,
     log: Callable[[str], None] = progress,
 ) -> tuple[torch.nn.Module, TeacherRun]:
     """Train (or reuse, or resume) the teacher, stored by dataset digest, teacher config and seed.
 
     With ``ensemble = n`` the members are the single teachers of seeds ``seed .. seed+n-1``, so a
-    member is shared with the ensembles and single runs that contain it.
+    member is shared with the ensembles and single runs that contain it. With ``previous_dataset``
+    (last night's dataset digest), each member continues from last night's member when there is one
+    and no cold start is due (``warm_start.py``).
     """
-    results = []
+    results, started = [], []
     for member_seed in range(seed, seed + t_cfg.ensemble):
-        key = stores.teacher_key(dataset_digest, t_cfg, member_seed)
-        torch.manual_seed(member_seed)
-        model = build_model(t_cfg.model, data.n_items)
         name = "teacher" if t_cfg.ensemble == 1 else f"teacher-{member_seed - seed + 1}of{t_cfg.ensemble}"
-        out = stores.teacher_dir(root, data_name, key)
-        result = fit(
-            model,
-            data,
-            t_cfg.model,
-            t_cfg.train,
-            out,
-            seed=member_seed,
-            threads=threads,
-            fingerprint=key,
-            log=log,
-            name=name,
+        result, warm = _train_member(
+            t_cfg, data, dataset_digest, root, data_name, member_seed, previous_dataset, threads, log, name
         )
         results.append(result)
+        started.append(warm.sha256 if warm else None)
     if t_cfg.ensemble == 1:
-        run = TeacherRun(results[0].checkpoint, results[0].checkpoint_sha256, results)
+        run = TeacherRun(results[0].checkpoint, results[0].checkpoint_sha256, results, started)
     else:
         record = stores.ensemble_dir(root, data_name, [r.checkpoint_sha256 for r in results])
         digest = write_ensemble(record, [(r.checkpoint, r.checkpoint_sha256) for r in results])
-        run = TeacherRun(record / ENSEMBLE_FILE, digest, results)
+        run = TeacherRun(record / ENSEMBLE_FILE, digest, results, started)
     return load_teacher(run.checkpoint), run
+
+
+def _train_member(
+    t_cfg: TeacherConfig,
+    data: SequenceData,
+    dataset_digest: str,
+    root: Path,
+    data_name: str,
+    seed: int,
+    previous_dataset: str | None,
+    threads: int,
+    log: Callable[[str], None],
+    name: str,
+) -> tuple[TrainResult, warm_start.WarmStart | None]:
+    """One single teacher: cold, or continued from last night's for at most ``warm.epochs`` epochs."""
+    config_key = stores.teacher_config_key(t_cfg)
+    previous = None
+    if previous_dataset:
+        folders = sorted((Path(root) / "teachers").glob(f"{data_name}-*"))
+        previous = warm_start.find_previous(folders, previous_dataset, config_key, seed)
+    warm = warm_start.choose(t_cfg.warm, previous)
+    key = stores.teacher_key(dataset_digest, t_cfg, seed, warm_from=warm.sha256 if warm else None)
+    torch.manual_seed(seed)
+    model = build_model(t_cfg.model, data.n_items)
+    train = t_cfg.train
+    if warm:
+        warm_start.start_from(model, warm, data.n_items)
+        train = train.model_copy(update={"epochs": t_cfg.warm.epochs})
+        log(f"[{name}] warm start from {warm.checkpoint} (warm night {warm.generation + 1})")
+    out = stores.teacher_dir(root, data_name, key)
+    result = fit(
+        model, data, t_cfg.model, train, out, seed=seed, threads=threads, fingerprint=key, log=log, name=name
+    )
+    warm_start.write_lineage(out, dataset_digest, config_key, seed, warm, result.checkpoint_sha256)
+    return result, warm

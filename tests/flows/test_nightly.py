@@ -489,6 +489,14 @@ def test_a_night_of_a_partitioned_log_runs_end_to_end_and_keeps_ids_for_the_next
         b.interactions.loc[b.interactions["split"] == "test", "ts"], unit="s", utc=True
     )
     assert set(test_days.dt.date) == {datetime.date(2025, 1, 20)}
+    # the second night continued from the first: its teacher from last night's, its KD student from
+    # the champion (v1, registered by the first night); both recorded in the version's lineage
+    registry = Registry(config.registry, tmp_path)
+    v1, v2 = registry.version(1), registry.version(2)
+    assert v1.tags["teacher_started_from"] == "cold" and v1.tags["student_started_from"] == "cold"
+    assert v2.tags["teacher_started_from"] == v1.tags["teacher_digest"]
+    assert v2.tags["student_started_from"] == v1.tags["student_digest"]
+    assert v2.tags["student_generation"] == "1" and v2.tags["night"] == "2025-01-20"
 
 
 def test_a_scheduled_run_reads_through_the_day_before_its_start(monkeypatch):
