@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from shopdistill.components import drift, stores
 from shopdistill.components.artifacts import Handle, write_json_atomic
 from shopdistill.components.config import RegistryConfig, StudentConfig
-from shopdistill.components.data.dataset import load_dataset
+from shopdistill.components.data.dataset import Dataset, load_dataset
 from shopdistill.components.evaluation import compare_models
 from shopdistill.components.models.checkpoint import load_model, load_teacher
-from shopdistill.components.registry import Registry
+from shopdistill.components.registry import Registry, metric_name
 from shopdistill.components.reporting import comparison_bars, learning_curves
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.training import warm_start
@@ -44,6 +45,7 @@ def evaluate(
     root: Path,
     run_dir: Path,
     requests: int = 1000,
+    max_champion_decay: float = 0.2,
 ) -> Evaluation:
     """``models``: handles of ``teacher``, ``student-kd`` and ``student-nokd`` (with ``max_len`` and
     ``history`` in their meta)."""
@@ -53,7 +55,8 @@ def evaluate(
     for name in ("student-kd", "student-nokd"):
         model, cfg, _ = load_model(models[name].uri, models[name].sha256)
         loaded[name] = (model, cfg.max_len)
-    version, champion, note = champion_model(registry, root, run_dir, load_dataset(dataset.uri).item_map)
+    tonight = load_dataset(dataset.uri)
+    version, champion, note = champion_model(registry, root, run_dir, tonight.item_map)
     if champion is not None:
         loaded["champion"] = champion
     report = compare_models(loaded, data, "test", requests=requests)
@@ -62,6 +65,7 @@ def evaluate(
         "rows": report.rows,
         "champion": {"version": version, "note": note},
         "dataset": dataset.sha256,
+        "drift": night_drift(tonight, dataset, registry, root, version, report.rows, max_champion_decay),
     }
     markdown = report.to_markdown() + f"\n\nChampion: {note}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +73,29 @@ def evaluate(
     (run_dir / "report.md").write_text(markdown + "\n")
     plots = _plots(run_dir, {name: h.meta.get("history", []) for name, h in models.items()}, report.rows)
     return Evaluation(run_dir / "report.json", markdown, note, report.rows, plots)
+
+
+def night_drift(
+    tonight: Dataset,
+    handle: Handle,
+    registry: RegistryConfig,
+    root: Path,
+    champion: str | None,
+    rows: dict[str, Any],
+    max_decay: float,
+) -> dict[str, Any]:
+    """The drift report of a night with a previous night (``drift.py``); empty otherwise."""
+    previous = handle.meta.get("previous")
+    if not previous:
+        return {}
+    folder = stores.dataset_dir(root, handle.meta["name"], previous)
+    out = drift.data_drift(tonight, load_dataset(folder))
+    if champion is not None:
+        reg = Registry(registry, root)
+        metrics = reg.client.get_run(reg.version(champion).run_id).data.metrics
+        at_registration = metrics.get(f"student-kd.{metric_name('NDCG@10')}")
+        out |= drift.champion_drift(rows["champion"]["NDCG@10"], at_registration, max_decay)
+    return out
 
 
 def champion_model(

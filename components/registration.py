@@ -97,7 +97,7 @@ def _register_new(
     run_id = reg.log_run(
         run_name=f"{config.data.name}-{run_dir.name}",
         params=config.model_dump(mode="json"),
-        metrics=run_metrics(json.loads(report.read_text())["rows"], onnx),
+        metrics=_report_metrics(report, onnx),
         tags=tags,
         artifacts={p.name: p for p in run_dir.glob("*") if p.suffix in (".json", ".md", ".png")},
         curves=json.loads((run_dir / "histories.json").read_text()),
@@ -164,14 +164,23 @@ def lineage_tags(
     }
 
 
-def run_metrics(rows: dict[str, dict[str, Any]], onnx: ExportResult | None) -> dict[str, float]:
-    """Every numeric value of the report as ``<model>.<metric>``, plus the export's parity and int8 deltas."""
+def _report_metrics(report: Path, onnx: ExportResult | None) -> dict[str, float]:
+    body = json.loads(report.read_text())
+    return run_metrics(body["rows"], onnx, body.get("drift"))
+
+
+def run_metrics(
+    rows: dict[str, dict[str, Any]], onnx: ExportResult | None, drift: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Every numeric value of the report as ``<model>.<metric>``, the night's ``drift.*``, plus the
+    export's parity and int8 deltas."""
     metrics = {
         f"{model}.{metric_name(k)}": v
         for model, row in rows.items()
         for k, v in row.items()
         if isinstance(v, (int, float))
     }
+    metrics |= {f"drift.{k}": float(v) for k, v in (drift or {}).items() if isinstance(v, (int, float, bool))}
     if onnx:
         acc = onnx.manifest["int8"]["accuracy"]
         metrics["onnx.parity_max_abs_diff"] = onnx.manifest["parity_max_abs_diff"]

@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as this_run
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 
 from shopdistill.components import stores
 from shopdistill.components.config import PipelineConfig, RunParameters
@@ -112,7 +112,15 @@ def nightly_distillation(
         dataset, soft_labels, config.student, config.distill, runtime, "student-kd", start
     )
     report = evaluate(
-        dataset, teacher, baseline, candidate, config.registry, runtime, run_dir, latency_requests
+        dataset,
+        teacher,
+        baseline,
+        candidate,
+        config.registry,
+        runtime,
+        run_dir,
+        latency_requests,
+        config.gate.max_champion_decay,
     )
     gate = decide_gate(report, config.gate)
     version = register(config, dataset, teacher, soft_labels, candidate, report, gate, run_dir)
@@ -124,14 +132,32 @@ def nightly_distillation(
         "gate": gate.meta,
         "model": version.meta,
         "data_docs": f"{run_dir}/data_docs/index.html",
+        "champion_decayed": report.meta["champion_decayed"],
     }
-    if not gate.meta["passed"]:
-        log.warning("gate failed; v%s registered as challenger only", version.meta["version"])
+    return final_state(summary)
+
+
+def final_state(summary: dict):
+    """``GateFailed`` (a Failed state) when the candidate missed the gate; ``ChampionDecayed`` (a
+    Completed state) when the night's champion had decayed; else the summary (Completed)."""
+    log = get_run_logger()
+    decayed = (
+        " The champion had decayed since its registration (see the drift artifact)."
+        if summary["champion_decayed"]
+        else ""
+    )
+    if not summary["gate"]["passed"]:
+        log.warning("gate failed; v%s registered as challenger only", summary["model"]["version"])
         message = "candidate failed the gate: " + "; ".join(
-            r for r in gate.meta["reasons"] if r.startswith("FAILED")
+            r for r in summary["gate"]["reasons"] if r.startswith("FAILED")
         )
-        return Failed(name="GateFailed", message=message, data=GateFailed(message, summary))
-    log.info("v%s is the new champion", version.meta["version"])
+        return Failed(
+            name="GateFailed", message=message + decayed, data=GateFailed(message + decayed, summary)
+        )
+    log.info("v%s is the new champion", summary["model"]["version"])
+    if decayed:
+        log.warning(decayed.strip())
+        return Completed(name="ChampionDecayed", message=decayed.strip(), data=summary)
     return summary
 
 

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from shopdistill.components import comparison, gate
 from shopdistill.components.artifacts import Handle, sha256_file, write_json_atomic
 from shopdistill.components.config import GateConfig, RegistryConfig, RuntimeConfig
+from shopdistill.components.drift import drift_markdown
 from shopdistill.tasks import publish
 from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 
@@ -25,10 +26,21 @@ def evaluate(
     runtime: RuntimeConfig,
     run_dir: str,
     requests: int = 1000,
+    max_champion_decay: float = 0.2,
 ) -> Handle:
-    """Teacher / student-KD / student-noKD / champion on the same test split -> report.json + plots."""
+    """Teacher / student-KD / student-noKD / champion on the same test split -> report.json + plots;
+    on a night, the drift since the previous night."""
     models = {"teacher": teacher, "student-kd": candidate, "student-nokd": baseline}
-    result = comparison.evaluate(dataset, models, registry, runtime.root, Path(run_dir), requests)
+    result = comparison.evaluate(
+        dataset, models, registry, runtime.root, Path(run_dir), requests, max_champion_decay
+    )
+    drift = json.loads(result.report.read_text())["drift"]
+    if dataset.meta.get("as_of"):
+        create_markdown_artifact(
+            key="drift",
+            markdown=drift_markdown(drift, max_champion_decay),
+            description="Drift since last night",
+        )
     create_markdown_artifact(
         key="model-comparison",
         markdown=publish.comparison_markdown(result.rows, result.champion_note, str(result.report)),
@@ -39,9 +51,8 @@ def evaluate(
         markdown=publish.charts_markdown(result.plots),
         description="NDCG@10 and learning curves",
     )
-    return Handle(
-        str(result.report), sha256_file(result.report), "report", {"champion": result.champion_note}
-    )
+    meta = {"champion": result.champion_note, "champion_decayed": bool(drift.get("champion_decayed"))}
+    return Handle(str(result.report), sha256_file(result.report), "report", meta)
 
 
 @task

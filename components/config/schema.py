@@ -384,6 +384,13 @@ class GateConfig(StrictModel):
         None, gt=0, description="bound on the candidate's p99 latency (None: off)"
     )
     max_model_mb: float | None = Field(None, gt=0, description="bound on the candidate's size (None: off)")
+    max_champion_decay: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="nights: the champion counts as decayed when its NDCG@10 tonight is below (1 - this) "
+        "x its NDCG@10 on the night it was registered (flagged in the run; not a gate rule)",
+    )
 
 
 class RegistryConfig(StrictModel):

@@ -497,6 +497,40 @@ def test_a_night_of_a_partitioned_log_runs_end_to_end_and_keeps_ids_for_the_next
     assert v2.tags["teacher_started_from"] == v1.tags["teacher_digest"]
     assert v2.tags["student_started_from"] == v1.tags["student_digest"]
     assert v2.tags["student_generation"] == "1" and v2.tags["night"] == "2025-01-20"
+    # the drift since the previous night: in the report, as MLflow metrics, and the state is plain
+    assert json.loads(Path(first.result()["report"]).read_text())["drift"] == {}
+    drift = json.loads(Path(second.result()["report"]).read_text())["drift"]
+    assert 0 <= drift["popularity_shift"] <= 1 and drift["new_items"] >= 0 and drift["champion_ratio"] > 0
+    metrics = registry.client.get_run(v2.run_id).data.metrics
+    assert metrics["drift.popularity_shift"] == pytest.approx(drift["popularity_shift"])
+    assert second.name == ("ChampionDecayed" if drift["champion_decayed"] else "Completed")
+
+
+def test_a_decayed_champion_is_flagged_in_the_run_state(tmp_path, monkeypatch):
+    from shopdistill.components import drift
+    from shopdistill.components.data.simulate import write_partitions
+
+    monkeypatch.chdir(tmp_path)
+    demo = load_config(profile="demo", overrides=TINY)
+    write_partitions(demo.data.source.model_copy(update={"days": 20}), tmp_path / "data" / "simulated")
+    small = [
+        "data.validation.min_users=10",
+        "data.validation.min_items=10",
+        "data.validation.min_interactions=100",
+    ]
+    models = [o for o in TINY if not o.startswith("data.source.")]
+    config = load_config(profile="nightly", overrides=[*models, *small, f"runtime.output_dir={tmp_path}"])
+    assert nightly_distillation(
+        config=config, latency_requests=20, as_of=datetime.date(2025, 1, 19), return_state=True
+    ).is_completed()
+    real = drift.champion_drift
+    # the champion scoring half of what it scored on the night it was registered
+    monkeypatch.setattr(drift, "champion_drift", lambda tonight, at, decay: real(at * 0.5, at, decay))
+    state = nightly_distillation(
+        config=config, latency_requests=20, as_of=datetime.date(2025, 1, 20), return_state=True
+    )
+    assert state.is_completed() and state.name == "ChampionDecayed", state.message
+    assert "The champion had decayed" in state.message and state.result()["champion_decayed"] is True
 
 
 def test_a_scheduled_run_reads_through_the_day_before_its_start(monkeypatch):
