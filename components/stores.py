@@ -17,7 +17,7 @@ student.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from shopdistill.components.artifacts import sha256_json
@@ -88,6 +88,11 @@ def student_dir(root: Path, key: str) -> Path:
 def export_dir(root: Path, student_digest: str, dataset_digest: str, code_version: str) -> Path:
     key = sha256_json({"student": student_digest, "data": dataset_digest, "code": code_version})
     return Path(root) / "exports" / key[:12]
+
+
+def night_record(root: Path, data_name: str, night: date) -> Path:
+    """A finished night of a backfill (``flows/backfill.py``): what it registered, in what state."""
+    return Path(root) / "nights" / data_name / f"{night.isoformat()}.json"
 
 
 def registry_lock(root: Path) -> Path:

@@ -3,6 +3,7 @@
     shopdistill run [--profile demo|beauty] [--config FILE] [--set key=value ...]   the nightly flow, once
     shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]  prepare + validate data
     shopdistill simulate --days N --out DIR [--profile demo]                        a partitioned event log
+    shopdistill backfill --from DATE --to DATE [--profile nightly] [--redo]         the nightly flow per night
     shopdistill serve [--profile ...] [--cron "0 2 * * *"] [--timezone UTC]         schedule locally
     shopdistill promote VERSION | rollback                                          move the champion alias
     shopdistill recommend --user ID [--k 10] [--engine torch|onnx|onnx-int8]       the shopping-guide view
@@ -16,6 +17,7 @@ was missed, 4 registry error (no champion, unknown version or user, a corrupt do
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -244,6 +246,32 @@ def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
 MAX_K = 1000
 
 
+def _date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def run_backfill(config: PipelineConfig, first: datetime.date, last: datetime.date, redo: bool) -> int:
+    """Every night from ``first`` to ``last``; a table of what each did."""
+    from shopdistill.flows.backfill import backfill
+
+    if last < first:
+        print(f"error: --to {last} is before --from {first}", file=sys.stderr)
+        return 2
+    if not config.data.reads_nights():
+        print("error: backfill needs a partitioned event log (e.g. --profile nightly)", file=sys.stderr)
+        return 2
+    state = backfill(first, last, config=config, redo=redo, return_state=True)
+    for entry in state.result(raise_on_failure=False) if state.is_completed() else []:
+        print(f"{entry['night']}  {entry['state']:<16} v{entry['version']:<4} {entry['seconds']:>7.1f} s")
+    if not state.is_completed():
+        print(f"error: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _positive_days(text: str) -> int:
     try:
         days = int(text)
@@ -317,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=_positive_days, required=True, help="days to simulate, from data.source.start"
     )
     sim.add_argument("--out", type=Path, required=True, help="folder for date=YYYY-MM-DD/ partitions")
+    back = sub.add_parser("backfill", help="run the nightly flow for each night of a date range")
+    add_config_args(back)
+    back.add_argument("--from", dest="first", type=_date, required=True, help="first night, YYYY-MM-DD")
+    back.add_argument("--to", dest="last", type=_date, required=True, help="last night, YYYY-MM-DD")
+    back.add_argument("--redo", action="store_true", help="run nights that are done again")
     for command in entry_points(group=PLUGIN_GROUP):  # e.g. `bench` from shopdistill.benchmarks
         command.load()(sub, add_config_args)
     parser.set_defaults(default_profile="demo")
@@ -338,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_flow(config)
     if args.command == "serve":
         return serve(config, args.cron, args.timezone)
+    if args.command == "backfill":
+        return run_backfill(config, args.first, args.last, args.redo)
     if args.command == "simulate":
         return simulate(config, args.days, args.out)
     if args.command in ("promote", "rollback", "recommend"):
