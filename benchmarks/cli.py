@@ -48,10 +48,16 @@ def register(
     speed.add_argument("--only", default="", help="sections, comma-separated (serving, distill_cost, ...)")
     speed.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
     speed.add_argument("--requests", type=int, default=1000, help="latency requests per run")
+    nights = bench_sub.add_parser("nights", help="nights on a partitioned log: warm starts vs cold vs frozen")
+    add_config_args(nights)
+    nights.add_argument("--from", dest="first", required=True, help="first night, YYYY-MM-DD")
+    nights.add_argument("--to", dest="last", required=True, help="last night, YYYY-MM-DD")
     bench.set_defaults(handler=run_bench, default_profile="beauty")
 
 
 def run_bench(config: PipelineConfig, args: argparse.Namespace) -> int:
+    if args.bench_command == "nights":
+        return bench_nights(config, args.first, args.last)
     if args.bench_command == "study":
         return bench_study(config, args)
     if args.bench_command == "speed":
@@ -73,6 +79,35 @@ def _bench(run, out: Path, report: str, checks: str) -> int:
     print((out / report).read_text())
     print(f"report: {out / report} (+ JSON{' and plots' if report == 'study.md' else ''} in {out})")
     return 0 if all(t["passed"] for t in result[checks]) else 3
+
+
+def bench_nights(config: PipelineConfig, first: str, last: str) -> int:
+    """Warm-started nights against a cold retrain each night and a frozen first-night model."""
+    import datetime as dt
+
+    from shopdistill.benchmarks.nights import run_nights
+    from shopdistill.components.data.schema import DataSourceError
+
+    try:
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    except ValueError as exc:
+        print(f"error: --from/--to: {exc}", file=sys.stderr)
+        return 2
+    if end < start or not config.data.reads_nights():
+        print(
+            "error: bench nights needs --from <= --to and a partitioned event log (--profile nightly)",
+            file=sys.stderr,
+        )
+        return 2
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-nights")
+    try:
+        run_nights(config, start, end, out)
+    except DataSourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print((out / "nights.md").read_text())
+    print(f"report: {out / 'nights.md'} (+ nights.json)")
+    return 0
 
 
 def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requests: int) -> int:

@@ -75,6 +75,18 @@ class SyntheticSource(StrictModel):
     p_purchase: float = Field(0.5, ge=0, le=1, description="a cart becomes a purchase")
     brand_loyalty: float = Field(0.35, ge=0, le=1, description="mean chance to pick a favourite brand")
     taste_drift: float = Field(0.5, ge=0, le=1, description="how far tastes move over the time span")
+    structured_complements: bool = Field(
+        True,
+        description="a product's complements prefer its brand and tier and popular products (a "
+        "low-rank pattern); false: any product of the complementary category, uniformly",
+    )
+    styles: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="shopper styles: each has its own complements per product and each shopper one "
+        "style, which only their history reveals (1: the same complements for everyone)",
+    )
     start: datetime.date = Field(
         datetime.date(2025, 1, 1), description="first day of the event log (YYYY-MM-DD)"
     )

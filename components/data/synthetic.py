@@ -282,6 +282,7 @@ def _pick_complements(
     tier: np.ndarray,
     popularity: np.ndarray,
     target_leaves: list[list[int]],
+    structured: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Specific complements per item: ``(complements (I, MAX_COMPLEMENTS) -1 padded, counts (I,))``.
 
@@ -300,12 +301,12 @@ def _pick_complements(
             cand = items_in_leaf[t]
             if len(cand) == 0:  # small catalogues leave some categories empty
                 continue
-            pref = cand[brand[cand] == brand[i]]
+            pref = cand[brand[cand] == brand[i]] if structured else cand
             if len(pref) == 0:
                 pref = cand[tier[cand] == tier[i]]
             if len(pref) == 0:
                 pref = cand
-            w = popularity[pref] / popularity[pref].sum()
+            w = popularity[pref] / popularity[pref].sum() if structured else None
             k = min(per_target, len(pref))
             picks.extend(rng.choice(pref, size=k, replace=False, p=w).tolist())
         picks = picks[:MAX_COMPLEMENTS]
@@ -343,7 +344,7 @@ def build_catalogue(cfg: SyntheticSource, rng: np.random.Generator) -> Catalogue
     price = _prices(rng, base_price, leaf, tier)
     popularity = _zipf_popularity(rng, cfg.n_items, cfg.zipf_exponent)
     complements, n_complements = _pick_complements(
-        rng, leaf, brand, tier, popularity, _complement_leaves(leaf_names)
+        rng, leaf, brand, tier, popularity, _complement_leaves(leaf_names), cfg.structured_complements
     )
     titles = _titles(rng, leaf, brand, tier, nouns, brand_names)
     departments = list(TAXONOMY)
@@ -439,6 +440,30 @@ def _draw_users(cfg: SyntheticSource, rng: np.random.Generator, cat: Catalogue) 
     )
 
 
+@dataclass(frozen=True)
+class _Styles:
+    """Shopper styles: each has its own specific complements per product; each user has one."""
+
+    complements: np.ndarray  # (S, I, MAX_COMPLEMENTS) item indices, -1 padded; style 0 is the catalogue's
+    counts: np.ndarray  # (S, I)
+    of_user: np.ndarray  # (U,) style index
+
+
+def _draw_styles(cfg: SyntheticSource, cat: Catalogue) -> _Styles:
+    """Styles 1..S-1 draw their complements as style 0 did, but with brand and tier preferences
+    shuffled, so a product's next products differ by style. Drawn from a generator of their own,
+    so ``styles: 1`` leaves the shop exactly as before."""
+    rng = np.random.default_rng([cfg.seed, 7919])
+    targets = _complement_leaves(_flat_taxonomy()[0])
+    sets, counts = [cat.complements], [cat.n_complements]
+    for _ in range(cfg.styles - 1):
+        brand, tier = rng.permutation(cat.brand), rng.permutation(cat.tier)
+        c, n = _pick_complements(rng, cat.leaf, brand, tier, cat.popularity, targets)
+        sets.append(c)
+        counts.append(n)
+    return _Styles(np.stack(sets), np.stack(counts), rng.integers(cfg.styles, size=cfg.n_users))
+
+
 def _draw_sessions(
     cfg: SyntheticSource, rng: np.random.Generator, n_users: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -514,8 +539,11 @@ def _find(keys: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _ItemPicker:
     """Vectorised item choice for many users at once: in a category, from taste, or a complement."""
 
-    def __init__(self, cat: Catalogue, users: _Users, rng: np.random.Generator):
+    def __init__(
+        self, cat: Catalogue, users: _Users, rng: np.random.Generator, styles: _Styles | None = None
+    ):
         self.cat, self.users, self.rng = cat, users, rng
+        self.styles = styles
         self.n_brands = len(cat.brand_names)
         self.by_leaf = _GroupSampler(cat.leaf, cat.popularity, len(cat.leaf_names))
         self.cb_keys, cb_group = np.unique(cat.leaf * self.n_brands + cat.brand, return_inverse=True)
@@ -547,10 +575,15 @@ class _ItemPicker:
         leaves = np.minimum((cum < r[:, None]).sum(axis=1), len(self.cat.leaf_names) - 1)
         return self.in_category(users, leaves)
 
-    def complement(self, items: np.ndarray) -> np.ndarray:
-        """A uniformly chosen specific complement of each item (-1 where it has none)."""
-        k = (self.rng.random(len(items)) * np.maximum(self.cat.n_complements[items], 1)).astype(np.int64)
-        return self.cat.complements[items, k]
+    def complement(self, items: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """A uniformly chosen specific complement of each item, for each user's style (-1: none)."""
+        if self.styles is None:
+            complements, counts = self.cat.complements[items], self.cat.n_complements[items]
+        else:
+            style = self.styles.of_user[users]
+            complements, counts = self.styles.complements[style, items], self.styles.counts[style, items]
+        k = (self.rng.random(len(items)) * np.maximum(counts, 1)).astype(np.int64)
+        return complements[np.arange(len(items)), k]
 
 
 def _next_items(
@@ -569,14 +602,14 @@ def _next_items(
     inside = ~new_session & (on_screen >= 0)
     comp = inside & (r < cfg.p_complement)
     if comp.any():
-        choice[comp] = pick.complement(on_screen[comp])
+        choice[comp] = pick.complement(on_screen[comp], users[comp])
     subst = inside & (choice < 0) & (r < cfg.p_complement + cfg.p_same_category)
     if subst.any():
         choice[subst] = pick.in_category(users[subst], pick.cat.leaf[on_screen[subst]])
     # a new session often continues from the last purchase
     follow = new_session & (last_bought >= 0) & (r < cfg.p_complement)
     if follow.any():
-        choice[follow] = pick.complement(last_bought[follow])
+        choice[follow] = pick.complement(last_bought[follow], users[follow])
     rest = choice < 0
     if rest.any():
         choice[rest] = pick.from_taste(users[rest], drift[rest])
@@ -649,7 +682,8 @@ def generate(cfg: SyntheticSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     # Funnel per view, independent of the item chosen.
     is_cart = rng.random(len(views.user)) < np.clip(cfg.p_cart * users.buyer[views.user], 0, 1)
     is_purchase = is_cart & (rng.random(len(views.user)) < cfg.p_purchase)
-    view_item = _choose_view_items(cfg, _ItemPicker(cat, users, rng), views, is_purchase)
+    styles = _draw_styles(cfg, cat) if cfg.styles > 1 else None
+    view_item = _choose_view_items(cfg, _ItemPicker(cat, users, rng, styles), views, is_purchase)
     src, ts, kind = _event_rows(cfg, rng, views, is_cart, is_purchase)
 
     event_user = views.user[src]
