@@ -282,8 +282,11 @@ def _positive_days(text: str) -> int:
     return days
 
 
-def simulate(config: PipelineConfig, days: int, out: Path) -> int:
-    """Write the profile's synthetic shop, ``days`` long, as daily partitions under ``out``."""
+def simulate(config: PipelineConfig, days: int, out: Path, launches: float, retirements: float) -> int:
+    """Write the profile's synthetic shop, ``days`` long, with product launches and retirements, as
+    daily partitions under ``out``."""
+    import pydantic
+
     from shopdistill.components.config import SyntheticSource
     from shopdistill.components.data.simulate import write_partitions
 
@@ -293,7 +296,13 @@ def simulate(config: PipelineConfig, days: int, out: Path) -> int:
             f"error: simulate needs a synthetic data source; the profile has {source.kind}", file=sys.stderr
         )
         return 2
-    written = write_partitions(source.model_copy(update={"days": days}), out)
+    try:
+        update = {"days": days, "launch_share": launches, "retire_share": retirements}
+        source = SyntheticSource.model_validate({**source.model_dump(), **update})
+    except pydantic.ValidationError as exc:
+        print(f"error: --launches/--retirements: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    written = write_partitions(source, out)
     print(
         f"wrote {written['events']:,} events of {written['items']:,} products in {written['days']} day "
         f"partitions ({written['first']} .. {written['last']}) under {written['folder']}"
@@ -345,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=_positive_days, required=True, help="days to simulate, from data.source.start"
     )
     sim.add_argument("--out", type=Path, required=True, help="folder for date=YYYY-MM-DD/ partitions")
+    sim.add_argument("--launches", type=float, default=0.1, help="share of products launched during the span")
+    sim.add_argument(
+        "--retirements", type=float, default=0.05, help="share of products retired during the span"
+    )
     back = sub.add_parser("backfill", help="run the nightly flow for each night of a date range")
     add_config_args(back)
     back.add_argument("--from", dest="first", type=_date, required=True, help="first night, YYYY-MM-DD")
@@ -374,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         return run_backfill(config, args.first, args.last, args.redo)
     if args.command == "simulate":
-        return simulate(config, args.days, args.out)
+        return simulate(config, args.days, args.out, args.launches, args.retirements)
     if args.command in ("promote", "rollback", "recommend"):
         return registry_command(args, config)
     if hasattr(args, "handler"):  # a plugin command

@@ -80,6 +80,12 @@ class SyntheticSource(StrictModel):
         description="a product's complements prefer its brand and tier and popular products (a "
         "low-rank pattern); false: any product of the complementary category, uniformly",
     )
+    launch_share: float = Field(
+        0.0, ge=0, le=0.9, description="share of products launched during the span (on sale from then on)"
+    )
+    retire_share: float = Field(
+        0.0, ge=0, le=0.9, description="share of products retired during the span (off sale from then on)"
+    )
     styles: int = Field(
         1,
         ge=1,

@@ -441,6 +441,35 @@ def _draw_users(cfg: SyntheticSource, rng: np.random.Generator, cat: Catalogue) 
 
 
 @dataclass(frozen=True)
+class _Life:
+    """When each product is on sale, as positions 0..1 of the span: from ``launch`` to ``retire``."""
+
+    launch: np.ndarray  # (I,) 0 for products on sale from the start
+    retire: np.ndarray  # (I,) above 1 for products on sale to the end
+    fallback: int  # the most popular product on sale all along
+
+    def on_sale(self, items: np.ndarray, when: np.ndarray) -> np.ndarray:
+        return (self.launch[items] <= when) & (when < self.retire[items])
+
+
+def _draw_life(cfg: SyntheticSource, cat: Catalogue) -> _Life:
+    """``launch_share`` of the products launch at a uniform time after the span's first tenth;
+    ``retire_share`` of the others retire at a uniform time in its last nine tenths. Drawn from a
+    generator of their own, so a shop without launches or retirements is exactly as before."""
+    rng = np.random.default_rng([cfg.seed, 104_729])
+    n = cfg.n_items
+    launch, retire = np.zeros(n), np.full(n, 2.0)
+    launching = rng.random(n) < cfg.launch_share
+    launch[launching] = rng.uniform(0.1, 1.0, int(launching.sum()))
+    retiring = ~launching & (rng.random(n) < cfg.retire_share)
+    retire[retiring] = rng.uniform(0.1, 1.0, int(retiring.sum()))
+    always = np.flatnonzero(~launching & ~retiring)
+    if len(always) == 0:
+        raise ValueError("launch_share and retire_share leave no product on sale for the whole span")
+    return _Life(launch, retire, int(always[np.argmax(cat.popularity[always])]))
+
+
+@dataclass(frozen=True)
 class _Styles:
     """Shopper styles: each has its own specific complements per product; each user has one."""
 
@@ -540,10 +569,15 @@ class _ItemPicker:
     """Vectorised item choice for many users at once: in a category, from taste, or a complement."""
 
     def __init__(
-        self, cat: Catalogue, users: _Users, rng: np.random.Generator, styles: _Styles | None = None
+        self,
+        cat: Catalogue,
+        users: _Users,
+        rng: np.random.Generator,
+        styles: _Styles | None = None,
+        life: _Life | None = None,
     ):
         self.cat, self.users, self.rng = cat, users, rng
-        self.styles = styles
+        self.styles, self.life = styles, life
         self.n_brands = len(cat.brand_names)
         self.by_leaf = _GroupSampler(cat.leaf, cat.popularity, len(cat.leaf_names))
         self.cb_keys, cb_group = np.unique(cat.leaf * self.n_brands + cat.brand, return_inverse=True)
@@ -574,6 +608,19 @@ class _ItemPicker:
         r = rng.random(len(users), dtype=np.float32) * cum[:, -1]
         leaves = np.minimum((cum < r[:, None]).sum(axis=1), len(self.cat.leaf_names) - 1)
         return self.in_category(users, leaves)
+
+    def on_sale(self, users: np.ndarray, items: np.ndarray, when: np.ndarray, tries: int = 4) -> np.ndarray:
+        """``items`` with every product not on sale at ``when`` (0..1 of the span) drawn again from
+        the user's taste (at most ``tries`` times), else replaced by the most popular product that
+        is always on sale."""
+        items = items.copy()
+        for _ in range(tries):
+            bad = np.flatnonzero(~self.life.on_sale(items, when))
+            if len(bad) == 0:
+                return items
+            items[bad] = self.from_taste(users[bad], when[bad])
+        items[~self.life.on_sale(items, when)] = self.life.fallback
+        return items
 
     def complement(self, items: np.ndarray, users: np.ndarray) -> np.ndarray:
         """A uniformly chosen specific complement of each item, for each user's style (-1: none)."""
@@ -630,6 +677,8 @@ def _choose_view_items(
         choice = _next_items(
             cfg, pick, users, current[users], last_bought[users], views.opens[rows], views.drift[rows]
         )
+        if pick.life is not None:
+            choice = pick.on_sale(users, choice, views.drift[rows])
         view_item[rows] = choice
         current[users] = choice
         bought = is_purchase[rows]
@@ -683,7 +732,8 @@ def generate(cfg: SyntheticSource) -> tuple[pd.DataFrame, pd.DataFrame]:
     is_cart = rng.random(len(views.user)) < np.clip(cfg.p_cart * users.buyer[views.user], 0, 1)
     is_purchase = is_cart & (rng.random(len(views.user)) < cfg.p_purchase)
     styles = _draw_styles(cfg, cat) if cfg.styles > 1 else None
-    view_item = _choose_view_items(cfg, _ItemPicker(cat, users, rng, styles), views, is_purchase)
+    life = _draw_life(cfg, cat) if cfg.launch_share or cfg.retire_share else None
+    view_item = _choose_view_items(cfg, _ItemPicker(cat, users, rng, styles, life), views, is_purchase)
     src, ts, kind = _event_rows(cfg, rng, views, is_cart, is_purchase)
 
     event_user = views.user[src]

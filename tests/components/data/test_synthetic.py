@@ -115,3 +115,28 @@ def test_small_catalogues_leave_no_item_in_an_empty_category(n_items):
     inter, items = generate(SyntheticSource(seed=2, n_users=200, n_items=n_items))
     assert set(inter["item_id"]) <= set(items["item_id"])
     assert len(items) == n_items
+
+
+def test_launched_products_sell_only_after_launch_and_retired_ones_only_before(shop):
+    from shopdistill.components.data.synthetic import _draw_life
+
+    cfg = SMALL.model_copy(update={"launch_share": 0.2, "retire_share": 0.2, "days": 100})
+    interactions, _ = generate(cfg)
+    life = _draw_life(cfg, build_catalogue(cfg, np.random.default_rng(cfg.seed)))  # as generate draws it
+    start = pd.Timestamp(cfg.start, tz="UTC").timestamp()
+    where = (interactions["ts"].to_numpy() - start) / (cfg.days * 86_400)  # 0..1 of the span
+    item = interactions["item_id"].str[1:].astype(int).to_numpy() - 1  # p000001 is item 0
+    launched, retired = life.launch > 0, life.retire <= 1
+    assert 0.1 < launched.mean() < 0.3 and 0.1 < retired.mean() < 0.3
+    assert (where >= life.launch[item]).all()  # nothing of a product before its launch
+    assert (where < life.retire[item] + 1 / cfg.days).all()  # nor after its retirement (sessions end)
+    seen = np.bincount(item, minlength=cfg.n_items) > 0
+    assert seen[launched].mean() > 0.5  # launched products do sell
+    # without launches and retirements the shop is exactly the one generated before
+    pd.testing.assert_frame_equal(generate(SMALL)[0], shop[0])
+
+
+def test_shopper_styles_give_products_different_next_products(shop):
+    styled, _ = generate(SMALL.model_copy(update={"styles": 4}))
+    assert not styled["item_id"].equals(shop[0]["item_id"])
+    pd.testing.assert_frame_equal(generate(SMALL.model_copy(update={"styles": 1}))[0], shop[0])
