@@ -7,20 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from shopdistill.components.config import load_config
-from shopdistill.components.data.simulate import write_partitions
 from shopdistill.flows.cli import main
-from tests.flows.test_nightly import TINY
+from tests.nights import nightly_args, simulate_nights
 
 pytestmark = pytest.mark.slow
 
 
 def test_three_nights_compare_warm_cold_and_frozen(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    demo = load_config(profile="demo", overrides=TINY)
-    write_partitions(demo.data.source.model_copy(update={"days": 20}), tmp_path / "data" / "simulated")
-    models = [o for o in TINY if not o.startswith("data.source.")]
-    sets = [arg for item in [*models, f"runtime.output_dir={tmp_path / 'out'}"] for arg in ("--set", item)]
+    simulate_nights(tmp_path / "data" / "simulated")
+    sets = nightly_args(tmp_path / "out")
     assert (
         main(["bench", "nights", "--profile", "nightly", "--from", "2025-01-18", "--to", "2025-01-20", *sets])
         == 0

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from shopdistill.components.config import load_config
-from shopdistill.components.data.simulate import write_partitions
 from shopdistill.components.registry import Registry
 from shopdistill.flows.cli import main
-from tests.flows.test_nightly import TINY
+from tests.nights import nightly_args, nightly_config, simulate_nights
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
-
-SMALL = [
-    "data.validation.min_users=10",
-    "data.validation.min_items=10",
-    "data.validation.min_interactions=100",
-]
-
-
-def settings(root: Path) -> list[str]:
-    models = [o for o in TINY if not o.startswith("data.source.")]
-    return [arg for item in [*models, *SMALL, f"runtime.output_dir={root}"] for arg in ("--set", item)]
 
 
 def test_a_backfill_runs_each_night_in_order_and_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    demo = load_config(profile="demo", overrides=TINY)
-    write_partitions(demo.data.source.model_copy(update={"days": 20}), tmp_path / "data" / "simulated")
+    simulate_nights(tmp_path / "data" / "simulated")
     args = [
         "backfill",
         "--profile",
@@ -39,7 +24,7 @@ def test_a_backfill_runs_each_night_in_order_and_resumes_where_it_stopped(tmp_pa
         "2025-01-18",
         "--to",
         "2025-01-20",
-        *settings(tmp_path),
+        *nightly_args(tmp_path),
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -50,7 +35,7 @@ def test_a_backfill_runs_each_night_in_order_and_resumes_where_it_stopped(tmp_pa
     ]
     records = sorted((tmp_path / "nights" / "nightly").glob("*.json"))
     assert [r.stem for r in records] == ["2025-01-18", "2025-01-19", "2025-01-20"]
-    config = load_config(profile="nightly", overrides=[*settings(tmp_path)[1::2]])
+    config = nightly_config(tmp_path)
     versions = {v.tags["night"]: v for v in Registry(config.registry, tmp_path).versions()}
     assert set(versions) == {"2025-01-18", "2025-01-19", "2025-01-20"}
     assert (

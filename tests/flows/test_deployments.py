@@ -74,16 +74,10 @@ def test_the_backfill_deployment_runs_nights_through_a_worker(prefect_harness, t
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL
 
-    from shopdistill.components.config import load_config
-    from shopdistill.components.data.simulate import write_partitions
-    from tests.flows.test_nightly import TINY
+    from tests.nights import NIGHT_SETTINGS, simulate_nights
 
-    demo = load_config(profile="demo", overrides=TINY)
-    logs = tmp_path / "simulated"
-    write_partitions(demo.data.source.model_copy(update={"days": 20}), logs)
-    overrides = [o for o in TINY if not o.startswith("data.source.")]
-    overrides += ["data.validation.min_users=10", "data.validation.min_items=10"]
-    overrides += ["data.validation.min_interactions=100", f"runtime.output_dir={tmp_path / 'out'}"]
+    logs = simulate_nights(tmp_path / "simulated")
+    overrides = [*NIGHT_SETTINGS, f"runtime.output_dir={tmp_path / 'out'}"]
     overrides += [f"data.source.path={logs}", f"data.source.catalog.path={logs / 'items.parquet'}"]
     env = {
         **os.environ,

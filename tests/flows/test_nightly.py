@@ -23,14 +23,9 @@ from shopdistill.components.registry import CHALLENGER, CHAMPION, Registry
 from shopdistill.components.training import loop
 from shopdistill.flows.cli import main as cli
 from shopdistill.flows.nightly import GateFailed, nightly_distillation
-from tests.tiny import TINY_PIPELINE
+from tests.nights import TINY_SHOP, nightly_config, simulate_nights
 
-TINY = [
-    *TINY_PIPELINE,
-    # two epochs on tiny data make KD vs no-KD a coin flip: these tests are about the mechanics
-    "gate.require_beats_baseline=false",
-    "gate.min_ratio_to_teacher=0.5",
-]
+TINY = TINY_SHOP  # the tiny demo shop, gate relaxed: these tests are about the mechanics
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -462,18 +457,10 @@ def test_a_night_of_a_partitioned_log_runs_end_to_end_and_keeps_ids_for_the_next
     """The simulated shop as day partitions: two nights in a row (``as_of``), the second continuing
     the first's id maps, each scored on its own next day."""
     from shopdistill.components.data.dataset import load_dataset
-    from shopdistill.components.data.simulate import write_partitions
 
     monkeypatch.chdir(tmp_path)
-    demo = load_config(profile="demo", overrides=TINY)
-    write_partitions(demo.data.source.model_copy(update={"days": 20}), tmp_path / "data" / "simulated")
-    small = [
-        "data.validation.min_users=10",
-        "data.validation.min_items=10",
-        "data.validation.min_interactions=100",
-    ]
-    models = [o for o in TINY if not o.startswith("data.source.")]  # the source is the partitions now
-    config = load_config(profile="nightly", overrides=[*models, *small, f"runtime.output_dir={tmp_path}"])
+    simulate_nights(tmp_path / "data" / "simulated")
+    config = nightly_config(tmp_path)
     first = nightly_distillation(
         config=config, latency_requests=20, as_of=datetime.date(2025, 1, 19), return_state=True
     )
@@ -508,18 +495,10 @@ def test_a_night_of_a_partitioned_log_runs_end_to_end_and_keeps_ids_for_the_next
 
 def test_a_decayed_champion_is_flagged_in_the_run_state(tmp_path, monkeypatch):
     from shopdistill.components import drift
-    from shopdistill.components.data.simulate import write_partitions
 
     monkeypatch.chdir(tmp_path)
-    demo = load_config(profile="demo", overrides=TINY)
-    write_partitions(demo.data.source.model_copy(update={"days": 20}), tmp_path / "data" / "simulated")
-    small = [
-        "data.validation.min_users=10",
-        "data.validation.min_items=10",
-        "data.validation.min_interactions=100",
-    ]
-    models = [o for o in TINY if not o.startswith("data.source.")]
-    config = load_config(profile="nightly", overrides=[*models, *small, f"runtime.output_dir={tmp_path}"])
+    simulate_nights(tmp_path / "data" / "simulated")
+    config = nightly_config(tmp_path)
     assert nightly_distillation(
         config=config, latency_requests=20, as_of=datetime.date(2025, 1, 19), return_state=True
     ).is_completed()
