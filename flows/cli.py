@@ -2,6 +2,7 @@
 
     shopdistill run [--profile demo|beauty] [--config FILE] [--set key=value ...]   the nightly flow, once
     shopdistill data prepare [--profile ...] [--config FILE] [--set key=value ...]  prepare + validate data
+    shopdistill data partition --out DIR [--profile ...]                           the source by day
     shopdistill simulate --days N --out DIR [--profile demo]                        a partitioned event log
     shopdistill backfill --from DATE --to DATE [--profile nightly] [--redo]         the nightly flow per night
     shopdistill serve [--profile ...] [--cron "0 2 * * *"] [--timezone UTC]         schedule locally
@@ -52,6 +53,25 @@ def _load(args: argparse.Namespace) -> PipelineConfig:
 
 def _fmt_splits(splits: dict[str, int]) -> str:
     return " / ".join(f"{k} {splits.get(k, 0):,}" for k in ("train", "valid", "test"))
+
+
+def partition_data(config: PipelineConfig, out: Path) -> int:
+    """The configured source's events as day partitions (e.g. Amazon Beauty's daily timestamps)."""
+    from shopdistill.components.data.schema import DataSourceError
+    from shopdistill.components.data.simulate import write_days
+    from shopdistill.components.data.sources import read_source
+
+    try:
+        interactions, items = read_source(config.data.source)
+    except DataSourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    written = write_days(interactions, items, out)
+    print(
+        f"wrote {written['events']:,} events of {written['items']:,} products in {written['days']:,} day "
+        f"partitions ({written['first']} .. {written['last']}) under {written['folder']}"
+    )
+    return 0
 
 
 def _night_line(night: dict) -> str:
@@ -348,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="prepare and validate a dataset")
     add_config_args(prep)
+    part = data_sub.add_parser("partition", help="write the configured source as day partitions")
+    add_config_args(part)
+    part.add_argument("--out", type=Path, required=True, help="folder for date=YYYY-MM-DD/ partitions")
     sim = sub.add_parser("simulate", help="write the synthetic shop as daily partitions (an event log)")
     add_config_args(sim)
     sim.add_argument(
@@ -379,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "data":
-        return prepare_data(config)
+        return partition_data(config, args.out) if args.data_command == "partition" else prepare_data(config)
     if args.command == "run":
         return run_flow(config)
     if args.command == "serve":

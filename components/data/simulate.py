@@ -1,5 +1,6 @@
-"""The synthetic shop written as a partitioned event log: one ``date=YYYY-MM-DD/events.parquet`` per
-day, and the catalogue as ``items.parquet`` beside them, the layout a shop's nightly export has.
+"""A source written as a partitioned event log: one ``date=YYYY-MM-DD/events.parquet`` per day, and
+the catalogue as ``items.parquet`` beside them, the layout a shop's nightly export has. The
+synthetic shop (``shopdistill simulate``) or any configured source (``shopdistill data partition``).
 
 Read back with an ``event_log`` source whose ``path`` is the folder (``data/profiles/nightly.yaml``).
 """
@@ -23,8 +24,16 @@ ITEMS_FILE = "items.parquet"
 
 def write_partitions(source: SyntheticSource, out: str | Path) -> dict[str, Any]:
     """Generate ``source`` and write it under ``out`` by day (UTC); returns what was written."""
-    out = Path(out)
     interactions, items = generate(source)
+    end = int(pd.Timestamp(source.start, tz="UTC").timestamp()) + source.days * 86_400
+    interactions = interactions[interactions["ts"].to_numpy() < end]  # sessions past the last day end there
+    return write_days(interactions, items, out)
+
+
+def write_days(interactions: pd.DataFrame, items: pd.DataFrame, out: str | Path) -> dict[str, Any]:
+    """Source frames (``data/schema.py``) written under ``out`` as one partition per day (UTC), with
+    the catalogue beside them: any source with real timestamps becomes a log to run nights on."""
+    out = Path(out)
     events = pd.DataFrame(
         {
             "user_id": interactions["user_id"],
@@ -36,8 +45,6 @@ def write_partitions(source: SyntheticSource, out: str | Path) -> dict[str, Any]
             "seq": interactions["seq"],
         }
     )
-    end = int(pd.Timestamp(source.start, tz="UTC").timestamp()) + source.days * 86_400
-    events = events[events["timestamp"].to_numpy() < end]  # sessions running past the last day end there
     day = pd.to_datetime(events["timestamp"], unit="s", utc=True).dt.strftime("%Y-%m-%d")
     written = {}
     for name, rows in events.groupby(day.to_numpy(), sort=True):

@@ -164,3 +164,26 @@ def test_the_simulator_writes_day_partitions_the_nightly_profile_reads(tmp_path,
     with pytest.raises(SystemExit) as usage:
         main(["simulate", "--days", "0", "--out", "x"])
     assert usage.value.code == 2 and "--days must be between 1 and 3650" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_amazon_beauty_by_day_is_a_nightly_log(shared_data, tmp_path, monkeypatch, capsys):
+    """The benchmark's reviews as day partitions, read back for one night of July 2014."""
+    from shopdistill.components.config import load_config
+    from shopdistill.flows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    where = ["--set", f"data.source.path={shared_data / 'amazon-beauty'}"]
+    assert main(["data", "partition", "--profile", "beauty", "--out", "data/beauty-days", *where]) == 0
+    assert (
+        "198,502 events of 12,101 products in 2,927 day partitions (2002-06-12 .. 2014-07-23)"
+        in capsys.readouterr().out
+    )
+    config = load_config(
+        profile="beauty-nightly", overrides=["data.as_of=2014-07-21", f"runtime.output_dir={tmp_path}"]
+    )
+    result = prepare_dataset(config.data, tmp_path)
+    assert result.manifest["night"]["as_of"] == "2014-07-21"
+    ds = load_dataset(result.handle.uri)
+    day = pd.to_datetime(ds.interactions.loc[ds.interactions["split"] == "test", "ts"], unit="s", utc=True)
+    assert set(day.dt.date) == {dt.date(2014, 7, 21)}
