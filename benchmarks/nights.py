@@ -10,7 +10,8 @@ For each night of the range, three students are scored on that night's next-day 
 
 Reported per night: NDCG@10 of each, the wall time of the nightly and the cold night (teacher, soft
 labels and student), and the share of the nightly student's top-10 that are products new since the
-first night. JSON + markdown under the run folder (``shopdistill bench nights``).
+first night. JSON, markdown and a plot (``nights.png``) under the run folder (``shopdistill bench
+nights``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shopdistill.components.data.dataset import prepare_dataset
 from shopdistill.components.distill.student import distill_student
 from shopdistill.components.evaluation import evaluate_model, last_position_scores
 from shopdistill.components.models.checkpoint import load_model
+from shopdistill.components.reporting import nights_plot
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import cache_soft_labels
 from shopdistill.components.training.teacher import train_teacher
@@ -162,7 +164,8 @@ def _report(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     result = {"rows": rows, "summary": summary}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "nights.json", result)
-    (out / "nights.md").write_text(_markdown(result) + "\n")
+    nights_plot(rows, out / "nights.png")
+    (out / "nights.md").write_text(_markdown(result) + "\n\n![nights](nights.png)\n")
     return result
 
 

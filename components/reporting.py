@@ -47,3 +47,25 @@ def comparison_bars(rows: Mapping[str, Mapping[str, Any]], path: str | Path, met
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def nights_plot(rows: list[Mapping[str, Any]], path: str | Path) -> Path:
+    """Per night: test NDCG@10 of the nightly, cold and frozen students (top) and the wall time of a
+    nightly and a cold night (bottom)."""
+    nights = [r["night"][5:] for r in rows]  # MM-DD
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for key, style in (("nightly", "o-"), ("cold", "s--"), ("frozen", "^:")):
+        top.plot(nights, [r[key] for r in rows], style, label=key)
+    top.set_ylabel("next-day test NDCG@10")
+    top.grid(alpha=0.3)
+    top.legend()
+    for key, style in (("nightly_seconds", "o-"), ("cold_seconds", "s--")):
+        bottom.plot(nights, [r[key] for r in rows], style, label=key.replace("_seconds", ""))
+    bottom.set_ylabel("wall time of the night (s)")
+    bottom.grid(alpha=0.3)
+    bottom.legend()
+    bottom.tick_params(axis="x", labelrotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

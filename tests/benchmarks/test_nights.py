@@ -33,4 +33,8 @@ def test_three_nights_compare_warm_cold_and_frozen(tmp_path, monkeypatch, capsys
         assert 0 <= r["nightly"] <= 1 and 0 <= r["cold"] <= 1 and 0 <= r["frozen"] <= 1
         assert 0 <= r["new_item_share_top10"] <= 1
     assert result["summary"]["warm_time_ratio"] > 0 and "a warm night takes" in report.read_text()
+    assert (
+        report.with_name("nights.png").stat().st_size > 10_000
+        and "![nights](nights.png)" in report.read_text()
+    )
     assert main(["bench", "nights", "--profile", "demo", "--from", "2025-01-18", "--to", "2025-01-20"]) == 2
