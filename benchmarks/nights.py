@@ -29,12 +29,13 @@ from shopdistill.components.config import PipelineConfig
 from shopdistill.components.data.dataset import prepare_dataset
 from shopdistill.components.distill.student import distill_student
 from shopdistill.components.evaluation import evaluate_model, last_position_scores
+from shopdistill.components.models import build_model
 from shopdistill.components.models.checkpoint import load_model
 from shopdistill.components.reporting import nights_plot
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import cache_soft_labels
 from shopdistill.components.training.teacher import train_teacher
-from shopdistill.components.training.warm_start import WarmStart, choose, grow_items
+from shopdistill.components.training.warm_start import WarmStart, choose, grow_items, warm_train
 
 METRIC = "NDCG@10"
 
@@ -65,7 +66,7 @@ def _train(config: PipelineConfig, data: SequenceData, ds, previous: str | None,
         top_k=config.distill.top_k,
     )
     s = config.student
-    train = s.train.model_copy(update={"epochs": s.warm.epochs}) if start else s.train
+    train = warm_train(s.train, s.warm) if start else s.train
     _, result = distill_student(
         data,
         s.model,
@@ -82,17 +83,11 @@ def _train(config: PipelineConfig, data: SequenceData, ds, previous: str | None,
 
 
 def _frozen_score(path: Path, digest: str, data: SequenceData) -> float:
+    """The frozen student on tonight's split, its item table grown as a warm start would."""
     model, cfg, _ = load_model(path, digest)
-    grown = build_like(model, cfg, data.n_items)
-    return evaluate_model(grown, data, "test", cfg.max_len)[METRIC]
-
-
-def build_like(model: torch.nn.Module, cfg, n_items: int) -> torch.nn.Module:
-    from shopdistill.components.models import build_model
-
-    out = build_model(cfg, n_items)
-    out.load_state_dict(grow_items(model.state_dict(), n_items))
-    return out.eval()
+    grown = build_model(cfg, data.n_items)
+    grown.load_state_dict(grow_items(model.state_dict(), data.n_items))
+    return evaluate_model(grown.eval(), data, "test", cfg.max_len)[METRIC]
 
 
 def _new_item_share(path: Path, digest: str, data: SequenceData, first_items: int) -> float:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shopdistill.components import drift, stores
-from shopdistill.components.artifacts import Handle, write_json_atomic
+from shopdistill.components.artifacts import Handle, sha256_file, write_json_atomic
 from shopdistill.components.config import RegistryConfig, StudentConfig
 from shopdistill.components.data.dataset import Dataset, load_dataset
 from shopdistill.components.evaluation import compare_models
@@ -36,6 +36,7 @@ class Evaluation:
     champion_note: str
     rows: dict[str, dict[str, Any]]  # model name -> metrics, size and speed
     plots: tuple[Path, ...]  # comparison.png, learning_curves.png
+    drift: dict[str, Any]  # the night's drift (empty without a previous night)
 
 
 def evaluate(
@@ -72,7 +73,7 @@ def evaluate(
     write_json_atomic(run_dir / "report.json", result)
     (run_dir / "report.md").write_text(markdown + "\n")
     plots = _plots(run_dir, {name: h.meta.get("history", []) for name, h in models.items()}, report.rows)
-    return Evaluation(run_dir / "report.json", markdown, note, report.rows, plots)
+    return Evaluation(run_dir / "report.json", markdown, note, report.rows, plots, result["drift"])
 
 
 def night_drift(
@@ -125,22 +126,20 @@ def champion_start(
     champion was trained on another catalogue, not on an earlier night of this one)."""
     reg = Registry(registry, root)
     champ = reg.champion()
-    if champ is None or student.warm.cold:
+    if champ is None:
         return None
-    start = WarmStart(
-        Path(), champ.tags.get("student_digest", ""), int(champ.tags.get("student_generation", 0))
-    )
-    if warm_start.choose(student.warm, start) is None:
+    digest, generation = champ.tags.get("student_digest"), int(champ.tags.get("student_generation", 0))
+    if warm_start.cold_due(student.warm, generation):
         return None
     folder = reg.download_student(champ, run_dir / "champion-start")
     own = pd.read_parquet(folder / "item_map.parquet")["raw_item_id"].astype(str).to_numpy()
     tonight = item_map["raw_item_id"].astype(str).to_numpy()
     if len(own) > len(tonight) or not (tonight[: len(own)] == own).all():
         return None
-    _, cfg, _ = load_model(folder / "best.pt", start.sha256 or None)
+    _, cfg, _ = load_model(folder / "best.pt", digest)
     if cfg != student.model:
         return None
-    return WarmStart(folder / "best.pt", start.sha256, start.generation)
+    return WarmStart(folder / "best.pt", digest or sha256_file(folder / "best.pt"), generation)
 
 
 class CatalogueRemap(nn.Module):

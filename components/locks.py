@@ -20,8 +20,9 @@ from filelock import FileLock, Timeout
 
 log = logging.getLogger("shopdistill.locks")
 
-# A waiting run gives up after this long (a beauty ensemble trains for about 80 minutes on 2 cores).
-DEFAULT_TIMEOUT_S = float(os.environ.get("SHOPDISTILL_LOCK_TIMEOUT_S", 6 * 3600))
+# A waiting run gives up after this long (a beauty ensemble trains for about 80 minutes on 2 cores);
+# $SHOPDISTILL_LOCK_TIMEOUT_S overrides it.
+DEFAULT_TIMEOUT_S = 6 * 3600
 
 
 class LockTimeoutError(RuntimeError):
@@ -47,7 +48,11 @@ def exclusive(target: str | Path, what: str, timeout: float | None = None) -> It
         lock.acquire(timeout=0)
     except Timeout:
         log.info("waiting for another process that writes %s (%s)", what, target)
-        wait = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        wait = (
+            float(os.environ.get("SHOPDISTILL_LOCK_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+            if timeout is None
+            else timeout
+        )
         try:
             lock.acquire(timeout=wait)
         except Timeout:

@@ -45,6 +45,8 @@ def backfill(
     log = get_run_logger()
     show_progress()
     config = config or params.to_config()
+    if not config.data.reads_nights():
+        raise ValueError(f"a backfill needs a partitioned event log; {config.data.name!r} is not one")
     done = []
     for night in nights(start, end):
         record = stores.night_record(config.runtime.root, config.data.name, night)

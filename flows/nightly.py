@@ -88,10 +88,11 @@ def nightly_distillation(
     log = get_run_logger()
     show_progress()
     config = config or params.to_config()
-    night = as_of or scheduled_night()
-    if night and config.data.reads_nights():
-        config = config.model_copy(update={"data": config.data.model_copy(update={"as_of": night})})
-        log.info("night %s", night)
+    if config.data.reads_nights():
+        night = as_of or scheduled_night()
+        if night:
+            config = config.model_copy(update={"data": config.data.model_copy(update={"as_of": night})})
+            log.info("night %s", night)
     run_dir = str(stores.new_run_dir(config.runtime.root, config.data.name, "nightly"))
     root, runtime = str(config.runtime.root), config.runtime
     log.info("run folder %s (data root %s)", run_dir, root)

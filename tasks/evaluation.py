@@ -34,11 +34,10 @@ def evaluate(
     result = comparison.evaluate(
         dataset, models, registry, runtime.root, Path(run_dir), requests, max_champion_decay
     )
-    drift = json.loads(result.report.read_text())["drift"]
     if dataset.meta.get("as_of"):
         create_markdown_artifact(
             key="drift",
-            markdown=drift_markdown(drift, max_champion_decay),
+            markdown=drift_markdown(result.drift, max_champion_decay),
             description="Drift since last night",
         )
     create_markdown_artifact(
@@ -51,7 +50,7 @@ def evaluate(
         markdown=publish.charts_markdown(result.plots),
         description="NDCG@10 and learning curves",
     )
-    meta = {"champion": result.champion_note, "champion_decayed": bool(drift.get("champion_decayed"))}
+    meta = {"champion": result.champion_note, "champion_decayed": bool(result.drift.get("champion_decayed"))}
     return Handle(str(result.report), sha256_file(result.report), "report", meta)
 
 

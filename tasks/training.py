@@ -26,7 +26,7 @@ from shopdistill.components.models.checkpoint import load_teacher
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import writer as soft_label_stage
 from shopdistill.components.training import teacher as teacher_stage
-from shopdistill.components.training.warm_start import WarmStart
+from shopdistill.components.training.warm_start import WarmStart, warm_train
 from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 from shopdistill.tasks.publish import soft_labels_markdown, student_markdown, teacher_markdown
 
@@ -107,7 +107,7 @@ def distill_student(
 ) -> Handle:
     """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline).
     With ``start``: continued from it for at most ``student.warm.epochs`` epochs."""
-    train = student.train.model_copy(update={"epochs": student.warm.epochs}) if start else student.train
+    train = warm_train(student.train, student.warm) if start else student.train
     _, result = student_stage.distill_student(
         SequenceData.from_path(dataset.uri),
         student.model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,21 +218,23 @@ def previous_id_maps(
     root: Path, name: str, as_of: dt.date
 ) -> tuple[str, tuple[pd.DataFrame, pd.DataFrame]] | None:
     """The id maps of the newest intact dataset of ``name`` from a night before ``as_of``, with its
-    digest (None on the first night)."""
-    best: tuple[str, Path] | None = None
-    for folder in sorted((root / "datasets").glob(f"{name}-*")):
+    digest (None on the first night). Only the candidate taken is verified (checksums), newest first."""
+    nights = []
+    for folder in (root / "datasets").glob(f"{name}-*"):
         try:
-            manifest = verify_dataset(folder)
+            night = (json.loads((folder / MANIFEST).read_text()).get("night") or {}).get("as_of")
+        except (OSError, ValueError):
+            continue
+        if night and night < as_of.isoformat():
+            nights.append((night, folder))
+    for _, folder in sorted(nights, reverse=True):
+        try:
+            digest = verify_dataset(folder)["digest"]
         except DatasetCorruptError:
             continue
-        night = (manifest.get("night") or {}).get("as_of")
-        if night and night < as_of.isoformat() and (best is None or night > best[0]):
-            best = (night, folder)
-    if best is None:
-        return None
-    folder = best[1]
-    maps = tuple(pq.read_table(folder / f"{t}.parquet").to_pandas() for t in ("user_map", "item_map"))
-    return verify_dataset(folder)["digest"], maps
+        maps = tuple(pq.read_table(folder / f"{t}.parquet").to_pandas() for t in ("user_map", "item_map"))
+        return digest, maps
+    return None
 
 
 class _Checks:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from shopdistill.components.config import CatalogFile, EventLogSource
-from shopdistill.components.data.partitions import rows_in
 from shopdistill.components.data.schema import DataSourceError, source_interactions, source_items
 from shopdistill.components.messages import clip
 
@@ -63,9 +62,16 @@ def _format_of(path: Path, declared: str) -> str:
 
 
 def read_table(
-    path: Path, fmt: str, delimiter: str, encoding: str, required: list[str], what: str
+    path: Path,
+    fmt: str,
+    delimiter: str,
+    encoding: str,
+    required: list[str],
+    what: str,
+    empty_ok: bool = False,
 ) -> pd.DataFrame:
-    """Read a CSV/Parquet file as strings (CSV) with clear errors; check that ``required`` columns exist."""
+    """Read a CSV/Parquet file as strings (CSV) with clear errors; check that ``required`` columns exist.
+    ``empty_ok``: a header without rows is an empty frame, not an error (a day partition)."""
     if not path.exists():
         raise DataSourceError(f"{what} file not found: {path}")
     if path.is_dir():
@@ -107,7 +113,7 @@ def read_table(
             f"{what} file {path} lacks the column(s) {', '.join(map(repr, missing))} named in the "
             f"column mapping; it has {', '.join(map(repr, found))}{hint}"
         )
-    if len(frame) == 0:
+    if len(frame) == 0 and not empty_ok:
         raise DataSourceError(f"{what} file {path} has a header but no rows")
     return frame
 
@@ -232,11 +238,13 @@ def _items_from_log(frame: pd.DataFrame, interactions: pd.DataFrame, src: EventL
 
 def _read_files(src: EventLogSource, files: list[Path]) -> pd.DataFrame:
     """The rows of several partition files, in file order (each read and checked like one log)."""
-    frames = [
-        read_table(f, src.format, src.delimiter, src.encoding, _required_columns(src), "event log partition")
+    required = _required_columns(src)
+    frames = [  # an empty day is the partition checks' finding, not a read error
+        read_table(f, src.format, src.delimiter, src.encoding, required, "event log partition", empty_ok=True)
         for f in files
-        if rows_in(f) > 0  # an empty day is the partition checks' finding, not a read error
+        if f.stat().st_size > 0
     ]
+    frames = [f for f in frames if len(f)]
     if not frames:
         raise DataSourceError(f"the day partitions read from {src.path} hold no events")
     return pd.concat(frames, ignore_index=True)

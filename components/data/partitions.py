@@ -109,22 +109,29 @@ def rows_in(file: Path) -> int:
 def day_summary(
     partitions: list[Partition], chosen: list[Partition], as_of: dt.date, window_days: int | None
 ) -> pd.DataFrame:
-    """One row per day of the window (a day without a partition has ``present`` False) with its rows,
-    and for ``as_of`` the ratio of its rows to the median of the :data:`RECENT_NIGHTS` before it."""
+    """One row per day of the window (a day without a partition has ``present`` False), with the rows
+    of the night and the :data:`RECENT_NIGHTS` before it (counted for those days only; NA before),
+    and for ``as_of`` the ratio of its rows to the median of those nights."""
     first = chosen[0].day if not window_days else as_of - dt.timedelta(days=window_days - 1)
     by_day = {p.day: p for p in partitions}
     days = pd.date_range(max(first, partitions[0].day), as_of, freq="D").date
-    rows = [sum(rows_in(f) for f in by_day[d].files) if d in by_day else 0 for d in days]
+    counted = set(days[-(RECENT_NIGHTS + 1) :])
+    rows = [
+        (sum(rows_in(f) for f in by_day[d].files) if d in by_day else 0) if d in counted else None
+        for d in days
+    ]
     frame = pd.DataFrame(
         {
             "day": [d.isoformat() for d in days],
             "present": [d in by_day for d in days],
-            "rows": np.asarray(rows, dtype=np.int64),
+            "rows": pd.array(rows, dtype="Int64"),
             "tonight": [d == as_of for d in days],
         }
     )
-    recent = frame["rows"].iloc[:-1].tail(RECENT_NIGHTS)
+    recent = frame["rows"].iloc[:-1].tail(RECENT_NIGHTS).dropna()
     median = float(recent[recent > 0].median()) if (recent > 0).any() else float("nan")
-    ratio = frame["rows"].astype(float) / median if median == median else np.nan
-    frame["volume_ratio"] = np.where(frame["tonight"], ratio, np.nan)
+    tonight_rows = float(frame["rows"].iloc[-1])
+    frame["volume_ratio"] = np.where(
+        frame["tonight"], tonight_rows / median if median == median else np.nan, np.nan
+    )
     return frame

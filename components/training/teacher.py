@@ -104,7 +104,7 @@ def _train_member(
     train = t_cfg.train
     if warm:
         warm_start.start_from(model, warm, data.n_items)
-        train = train.model_copy(update={"epochs": t_cfg.warm.epochs})
+        train = warm_start.warm_train(train, t_cfg.warm)
         log(f"[{name}] warm start from {warm.checkpoint} (warm night {warm.generation + 1})")
     out = stores.teacher_dir(root, data_name, key)
     result = fit(

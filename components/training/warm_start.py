@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from shopdistill.components.artifacts import write_json_atomic
-from shopdistill.components.config import WarmStartConfig
+from shopdistill.components.config import TrainConfig, WarmStartConfig
 from shopdistill.components.models.checkpoint import CheckpointError, load_model
 
 LINEAGE = "lineage.json"
@@ -67,11 +67,19 @@ def start_from(model: nn.Module, warm: WarmStart, n_items: int) -> None:
         ) from None
 
 
+def cold_due(cfg: WarmStartConfig, generation: int) -> bool:
+    """Whether tonight starts cold after ``generation`` warm nights: asked for, or the cadence's turn."""
+    return cfg.cold or generation + 1 >= cfg.full_retrain_every
+
+
 def choose(cfg: WarmStartConfig, previous: WarmStart | None) -> WarmStart | None:
     """``previous`` to continue from, or None for a cold start (none, asked for, or due)."""
-    if previous is None or cfg.cold or previous.generation + 1 >= cfg.full_retrain_every:
-        return None
-    return previous
+    return None if previous is None or cold_due(cfg, previous.generation) else previous
+
+
+def warm_train(train: TrainConfig, cfg: WarmStartConfig) -> TrainConfig:
+    """The training settings of a warm-started night: at most ``cfg.epochs`` epochs."""
+    return train.model_copy(update={"epochs": min(train.epochs, cfg.epochs)})
 
 
 def write_lineage(

@@ -220,7 +220,7 @@ def _check_result(suite: str, r: Any, frame: pd.DataFrame) -> CheckResult:
 class ValidationSession:
     """One GX context for every suite of a run, so its Data Docs index lists all of them.
 
-    GX writes its site under ``docs_dir/gx``; :func:`write_reports` adds the offline index beside it.
+    GX writes its site under ``docs_dir/gx``; ``docs.write_data_docs`` adds the offline index beside it.
     """
 
     def __init__(self, docs_dir: str | Path | None = None):

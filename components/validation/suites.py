@@ -203,7 +203,7 @@ def partition_flags(summary: pd.DataFrame) -> pd.DataFrame:
     """The day summary plus the per-row flags :func:`partition_suite` checks (True off the night)."""
     return summary.assign(
         tonight_present=summary["present"] | ~summary["tonight"],
-        tonight_has_rows=(summary["rows"] > 0) | ~summary["tonight"],
+        tonight_has_rows=((summary["rows"] > 0).fillna(False) | ~summary["tonight"]).astype(bool),
     )
 
 
