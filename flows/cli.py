@@ -302,9 +302,18 @@ def _positive_days(text: str) -> int:
     return days
 
 
-def simulate(config: PipelineConfig, days: int, out: Path, launches: float, retirements: float) -> int:
-    """Write the profile's synthetic shop, ``days`` long, with product launches and retirements, as
-    daily partitions under ``out``."""
+# the shop's changes over time: SyntheticSource field -> simulate flag
+_SIMULATE_FLAGS = {
+    "launch_share": "launches",
+    "retire_share": "retirements",
+    "promotions": "promotions",
+    "seasonality": "seasonality",
+}
+
+
+def simulate(config: PipelineConfig, days: int, out: Path, changes: dict[str, float]) -> int:
+    """Write the profile's synthetic shop, ``days`` long, with the shop's ``changes`` (launch_share,
+    retire_share, promotions, seasonality), as daily partitions under ``out``."""
     import pydantic
 
     from shopdistill.components.config import SyntheticSource
@@ -317,10 +326,10 @@ def simulate(config: PipelineConfig, days: int, out: Path, launches: float, reti
         )
         return 2
     try:
-        update = {"days": days, "launch_share": launches, "retire_share": retirements}
-        source = SyntheticSource.model_validate({**source.model_dump(), **update})
+        source = SyntheticSource.model_validate({**source.model_dump(), "days": days, **changes})
     except pydantic.ValidationError as exc:
-        print(f"error: --launches/--retirements: {exc.errors()[0]['msg']}", file=sys.stderr)
+        error = exc.errors()[0]
+        print(f"error: --{_SIMULATE_FLAGS[error['loc'][0]]}: {error['msg']}", file=sys.stderr)
         return 2
     written = write_partitions(source, out)
     print(
@@ -381,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--retirements", type=float, default=0.05, help="share of products retired during the span"
     )
+    sim.add_argument(
+        "--promotions", type=float, default=0.1, help="share of fresh picks going to a product just launched"
+    )
+    sim.add_argument(
+        "--seasonality", type=float, default=0.2, help="share of fresh picks from the department in season"
+    )
     back = sub.add_parser("backfill", help="run the nightly flow for each night of a date range")
     add_config_args(back)
     back.add_argument("--from", dest="first", type=_date, required=True, help="first night, YYYY-MM-DD")
@@ -410,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         return run_backfill(config, args.first, args.last, args.redo)
     if args.command == "simulate":
-        return simulate(config, args.days, args.out, args.launches, args.retirements)
+        changes = {field: getattr(args, flag) for field, flag in _SIMULATE_FLAGS.items()}
+        return simulate(config, args.days, args.out, changes)
     if args.command in ("promote", "rollback", "recommend"):
         return registry_command(args, config)
     if hasattr(args, "handler"):  # a plugin command

@@ -86,6 +86,21 @@ class SyntheticSource(StrictModel):
     retire_share: float = Field(
         0.0, ge=0, le=0.9, description="share of products retired during the span (off sale from then on)"
     )
+    promotions: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of fresh picks that go to a product launched in the last promotion_days, "
+        "when there is one (a launch promotion; needs launch_share)",
+    )
+    promotion_days: int = Field(14, ge=1, description="days a launched product is promoted")
+    seasonality: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of fresh picks from the department in season (the departments take turns "
+        "over each year)",
+    )
     styles: int = Field(
         1,
         ge=1,

@@ -12,7 +12,11 @@ What makes it look like a shop rather than noise:
   coffee machine come coffee beans). Each product has a few specific complements, preferably of the
   same brand and price tier; the next view is one of them with probability ``p_complement`` (and a
   new session often starts from a complement of the last purchase). A sequence model can learn this;
-  popularity cannot.
+  popularity cannot;
+* a shop that changes (all off by default): products launch and retire (``launch_share``,
+  ``retire_share``), a new product is promoted for ``promotion_days`` after its launch (a share of
+  fresh picks goes to it), departments take turns in season over the year (``seasonality``), and
+  shopper styles with their own complements that only a shopper's history reveals (``styles``).
 
 Generation is vectorised over users, step by step, so 10M interactions take well under a minute or two.
 """
@@ -451,6 +455,17 @@ class _Life:
     def on_sale(self, items: np.ndarray, when: np.ndarray) -> np.ndarray:
         return (self.launch[items] <= when) & (when < self.retire[items])
 
+    def promoted(self, u: np.ndarray, when: np.ndarray, window: float) -> np.ndarray:
+        """A product launched in ``(when - window, when]`` for each ``when``, uniformly by ``u`` in
+        0..1 (-1 where none launched then)."""
+        order = np.flatnonzero(self.launch > 0)
+        order = order[np.argsort(self.launch[order], kind="stable")]
+        times = self.launch[order]
+        lo = np.searchsorted(times, when - window, side="right")
+        n = np.searchsorted(times, when, side="right") - lo
+        pick = np.minimum(lo + (u * n).astype(np.int64), len(order) - 1)
+        return np.where(n > 0, order[pick] if len(order) else -1, -1)
+
 
 def _draw_life(cfg: SyntheticSource, cat: Catalogue) -> _Life:
     """``launch_share`` of the products launch at a uniform time after the span's first tenth;
@@ -584,6 +599,15 @@ class _ItemPicker:
         self.by_leaf_brand = _GroupSampler(cb_group, cat.popularity, len(self.cb_keys))
         self.ct_keys, ct_group = np.unique(cat.leaf * 3 + cat.tier, return_inverse=True)
         self.by_leaf_tier = _GroupSampler(ct_group, cat.popularity, len(self.ct_keys))
+        # (D, L) the non-empty categories of each department, padded; (D,) how many
+        stocked = np.unique(cat.leaf)
+        per_dep = [
+            stocked[cat.leaf_department[stocked] == d] for d in np.unique(cat.leaf_department[stocked])
+        ]
+        self.season_counts = np.array([len(p) for p in per_dep])
+        self.season_leaves = np.zeros((len(per_dep), self.season_counts.max()), dtype=np.int64)
+        for d, leaves in enumerate(per_dep):
+            self.season_leaves[d, : len(leaves)] = leaves
 
     def in_category(self, users: np.ndarray, leaves: np.ndarray) -> np.ndarray:
         """An item of each leaf: the favourite brand's, else the user's tier's, else any, by popularity."""
@@ -621,6 +645,14 @@ class _ItemPicker:
             items[bad] = self.from_taste(users[bad], when[bad])
         items[~self.life.on_sale(items, when)] = self.life.fallback
         return items
+
+    def in_season(self, users: np.ndarray, when: np.ndarray, days: int) -> np.ndarray:
+        """An item of a category of the department in season at ``when`` (0..1 of a ``days`` span):
+        each department has an equal slice of every year; the category is uniform over it."""
+        n_dep = len(self.season_leaves)
+        dep = ((when * days / 365.0) % 1.0 * n_dep).astype(np.int64) % n_dep
+        k = (self.rng.random(len(users)) * self.season_counts[dep]).astype(np.int64)
+        return self.in_category(users, self.season_leaves[dep, k])
 
     def complement(self, items: np.ndarray, users: np.ndarray) -> np.ndarray:
         """A uniformly chosen specific complement of each item, for each user's style (-1: none)."""
@@ -660,6 +692,14 @@ def _next_items(
     rest = choice < 0
     if rest.any():
         choice[rest] = pick.from_taste(users[rest], drift[rest])
+    if cfg.seasonality:
+        season = rest & (pick.rng.random(len(users)) < cfg.seasonality)
+        choice[season] = pick.in_season(users[season], drift[season], cfg.days)
+    if cfg.promotions and pick.life is not None:
+        promo = rest & (pick.rng.random(len(users)) < cfg.promotions)
+        u = pick.rng.random(int(promo.sum()))
+        offer = pick.life.promoted(u, drift[promo], cfg.promotion_days / cfg.days)
+        choice[np.flatnonzero(promo)[offer >= 0]] = offer[offer >= 0]
     return choice
 
 

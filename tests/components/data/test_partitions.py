@@ -160,7 +160,9 @@ def test_the_simulator_writes_day_partitions_the_nightly_profile_reads(tmp_path,
     assert main(["data", "prepare", "--profile", "nightly", *small]) == 0
     assert "night        2025-01-12, 12 day partitions 2025-01-01 .. 2025-01-12" in capsys.readouterr().out
     assert main(["simulate", "--days", "5", "--out", "x", "--launches", "2"]) == 2
-    assert "--launches/--retirements" in capsys.readouterr().err
+    assert "--launches:" in capsys.readouterr().err
+    assert main(["simulate", "--days", "5", "--out", "x", "--seasonality", "-1"]) == 2
+    assert "--seasonality:" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["simulate", "--days", "0", "--out", "x"])
     assert usage.value.code == 2 and "--days must be between 1 and 3650" in capsys.readouterr().err

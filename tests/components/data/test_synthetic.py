@@ -140,3 +140,39 @@ def test_shopper_styles_give_products_different_next_products(shop):
     styled, _ = generate(SMALL.model_copy(update={"styles": 4}))
     assert not styled["item_id"].equals(shop[0]["item_id"])
     pd.testing.assert_frame_equal(generate(SMALL.model_copy(update={"styles": 1}))[0], shop[0])
+
+
+def _views_by(interactions: pd.DataFrame, cfg: SyntheticSource) -> pd.DataFrame:
+    views = interactions[interactions["event"] == "view"]
+    day = (views["ts"].to_numpy() - pd.Timestamp(cfg.start, tz="UTC").timestamp()) // 86_400
+    return pd.DataFrame({"item": views["item_id"].str[1:].astype(int).to_numpy() - 1, "day": day})
+
+
+def test_a_launched_product_is_promoted_for_its_first_days(shop):
+    from shopdistill.components.data.synthetic import _draw_life
+
+    cfg = SMALL.model_copy(update={"launch_share": 0.2, "days": 100, "promotion_days": 10})
+    life = _draw_life(cfg, build_catalogue(cfg, np.random.default_rng(cfg.seed)))
+    launch_day = np.floor(life.launch * cfg.days)
+
+    def promoted_share(promotions: float) -> float:
+        views = _views_by(generate(cfg.model_copy(update={"promotions": promotions}))[0], cfg)
+        age = views["day"].to_numpy() - launch_day[views["item"].to_numpy()]
+        launched = life.launch[views["item"].to_numpy()] > 0
+        return float((launched & (age < 10)).mean())
+
+    assert promoted_share(0.3) > 2 * promoted_share(0.0)
+    # promotions without launches change nothing
+    same = SMALL.model_copy(update={"promotions": 0.3})
+    pd.testing.assert_frame_equal(generate(same)[0], shop[0])
+
+
+def test_departments_take_turns_in_season():
+    cfg = SMALL.model_copy(update={"days": 365, "seasonality": 0.6})
+    interactions, items = generate(cfg)
+    views = _views_by(interactions, cfg)
+    department = items["category"].str.split(" > ").str[0].to_numpy()[views["item"].to_numpy()]
+    share = pd.crosstab(views["day"].to_numpy() * 6 // 365, department, normalize="index")
+    # each sixth of the year has a department of its own far above its share of the year
+    assert (share.max(axis=1) > 0.4).all()
+    assert share.idxmax(axis=1).nunique() == 6
