@@ -39,7 +39,7 @@ def test_bad_config_exits_2_with_the_key(out_root: Path, capsys):
 @pytest.mark.parametrize(
     "setting,message",
     [
-        ("student.model.n_heads=3", "d_model (16) must be divisible by n_heads (3)"),
+        ("teacher.model.n_heads=3", "d_model (64) must be divisible by n_heads (3)"),
         ("registry.model_name=' '", "registry.model_name: String should match pattern"),
         ("data.source.start=2025-13-40", "data.source.start: Input should be a valid date"),
     ],
@@ -112,7 +112,7 @@ def test_bench_quality_prints_the_report(out_root: Path, capsys):
     code = main(args)
     out = capsys.readouterr().out
     assert code in (0, 3)  # 3: a quality target was missed, which one epoch on tiny data may well do
-    assert "| student-sasrec-kd |" in out and "report: " in out
+    assert "| student-gru-kd |" in out and "report: " in out
     report = Path(out.strip().splitlines()[-1].split()[1])
     assert report.is_file() and report.is_relative_to(out_root / "runs")
 

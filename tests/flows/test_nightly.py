@@ -301,7 +301,7 @@ def test_the_benchmarks_reuse_the_nightly_runs_stored_models(tmp_path):
     assert trained == [], trained  # teacher and both students came from the flow's stores
     assert any("resuming after epoch" in line for line in lines)
     assert "reused" in next(line for line in lines if line.startswith("soft labels"))
-    assert set(result["rows"]) == {"teacher", "student-sasrec-nokd", "student-sasrec-kd"}
+    assert set(result["rows"]) == {"teacher", "student-gru-nokd", "student-gru-kd"}
 
 
 @pytest.mark.faults
