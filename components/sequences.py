@@ -2,9 +2,10 @@
 
 A user's items are stored once, in time order, with their split label. For training, the input is a
 user's train items without the last one and the target at every position is the next train item
-(every position predicts, full-softmax). Validation predicts the first validation item from the train
-items; test predicts the first test item from the train and validation items before it. With the
-leave-one-out split this is exactly the standard protocol.
+(every position predicts, full-softmax). Validation predicts a user's last validation item from
+everything before it; test predicts the last test item from everything before it (train, validation
+and the test period's earlier items: the history a live service would see). With the leave-one-out
+split (one of each per user) this is exactly the standard protocol.
 
 Batches are right-padded with item 0 to the longest sequence in the batch (never to a global maximum),
 so a causal model needs no padding mask: real positions only ever see earlier real positions.
@@ -109,8 +110,8 @@ class SequenceData:
         offsets = np.concatenate([[0], np.cumsum(counts)])
         # train items must form a prefix of each user's sequence (true for leave-one-out and time split)
         n_train = np.bincount(users[is_train], minlength=n_users)
-        valid_index = _first_index(users, is_valid, n_users)
-        test_index = _first_index(users, is_test, n_users)
+        valid_index = _last_index(users, is_valid, n_users)
+        test_index = _last_index(users, is_test, n_users)
         train_counts = np.bincount(items[is_train], minlength=n_items + 1)
         return cls(n_users, n_items, offsets, items, n_train, valid_index, test_index, train_counts)
 
@@ -199,13 +200,13 @@ def _concat(parts: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(parts)).long() if parts else torch.zeros(0, dtype=torch.long)
 
 
-def _first_index(users: np.ndarray, selected: np.ndarray, n_users: int) -> np.ndarray:
-    """Index of each user's first selected row, -1 where the user has none."""
+def _last_index(users: np.ndarray, selected: np.ndarray, n_users: int) -> np.ndarray:
+    """Index of each user's last selected row, -1 where the user has none."""
     out = np.full(n_users, -1, dtype=np.int64)
     idx = np.flatnonzero(selected)
-    # rows are sorted by user, so the first occurrence per user is the smallest index
-    first_users, first_pos = np.unique(users[idx], return_index=True)
-    out[first_users] = idx[first_pos]
+    # rows are sorted by user: a user's last selected row is where the next one's user differs
+    last = np.r_[users[idx][1:] != users[idx][:-1], True] if len(idx) else np.zeros(0, dtype=bool)
+    out[users[idx[last]]] = idx[last]
     return out
 
 

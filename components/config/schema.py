@@ -214,7 +214,8 @@ class PreprocessConfig(StrictModel):
     split: Literal["leave_one_out", "time", "next_day"] = Field(
         "leave_one_out",
         description="leave_one_out: last item test, second-to-last validation; time: by time span; "
-        "next_day: each user's first event on the night's day is test, on the day before validation",
+        "next_day: each user's last event on the night's day is test (the day's earlier ones in its "
+        "history), on the day before validation",
     )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="time split: share of the time span")

@@ -155,7 +155,8 @@ def time_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: float)
 
 def next_day_split(frame: pd.DataFrame, as_of: dt.date) -> np.ndarray:
     """Split labels for the night ``as_of``: events on that day (UTC) are test, on the day before
-    valid, earlier ones train; each user's first test (valid) event is the one scored."""
+    valid, earlier ones train. Each user's last test (valid) event is the one scored, with the
+    day's earlier events in its history (``sequences``)."""
     test_from = int(pd.Timestamp(as_of, tz="UTC").timestamp())
     valid_from = test_from - 86_400
     ts = frame["ts"].to_numpy()

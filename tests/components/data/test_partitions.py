@@ -14,6 +14,7 @@ from shopdistill.components.config import DataConfig, EventLogSource, Preprocess
 from shopdistill.components.data import partitions
 from shopdistill.components.data.dataset import load_dataset, prepare_dataset
 from shopdistill.components.data.schema import DataSourceError
+from shopdistill.components.sequences import SequenceData
 from shopdistill.components.validation import DataValidationError
 
 START = dt.date(2025, 3, 1)
@@ -90,6 +91,17 @@ def test_the_next_day_split_tests_on_the_night_and_validates_on_the_day_before(t
     assert by_split.loc["test"].tolist() == [START + dt.timedelta(5)] * 2
     assert by_split.loc["valid"].tolist() == [START + dt.timedelta(4)] * 2
     assert by_split.loc["train", "max"] == START + dt.timedelta(3)
+    # the scored event is each user's last of the day, with the day's earlier events in its history
+    data = SequenceData.from_dataset(ds)
+    inter = ds.interactions
+    for split in ("valid", "test"):
+        batch = data.eval_batch(data.eval_users(split), split, max_len=100)
+        last = inter[inter["split"] == split].groupby("user_id")["item_id"].last()
+        assert batch.targets.tolist() == last.loc[batch.users].tolist()
+        assert (
+            batch.lengths.numpy()
+            == [(inter["user_id"] == u).sum() - 1 - (split == "valid") * 2 for u in batch.users]
+        ).all()
 
 
 def test_ids_are_stable_across_nights_and_new_ones_are_appended(tmp_path):
