@@ -8,6 +8,7 @@
     shopdistill serve [--profile ...] [--cron "0 2 * * *"] [--timezone UTC]         schedule locally
     shopdistill promote VERSION | rollback                                          move the champion alias
     shopdistill recommend --user ID [--k 10] [--engine torch|onnx|onnx-int8]       the shopping-guide view
+    shopdistill serve-api [--port 8000] [--engine onnx|onnx-int8|torch]            the recommendation service
     shopdistill bench quality|study|speed ...                                      benchmarks (a plugin command)
 
 Exit codes: 0 ok, 1 bad data / failed run, 2 bad config or usage (also ``--engine onnx*`` without the
@@ -207,6 +208,45 @@ def registry_command(args: argparse.Namespace, config: PipelineConfig) -> int:
     return 0
 
 
+def serve_api(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """The recommendation service on ``args.host:args.port`` until interrupted (docs/serving.md)."""
+    import uvicorn
+
+    from shopdistill.components.guide import GuideError, load_guide
+    from shopdistill.components.registry import Registry, RegistryError
+    from shopdistill.components.service import GuideHolder, create_app
+
+    reg = Registry(config.registry, config.runtime.root)
+    pinned = args.version or args.checkpoint
+
+    def load(version: str | None):
+        return load_guide(
+            reg,
+            version=version or args.version,
+            engine=args.engine,
+            checkpoint=args.checkpoint,
+            threads=config.runtime.threads,
+        )
+
+    def champion() -> str | None:
+        found = reg.champion()
+        return found.version if found else None
+
+    try:
+        holder = GuideHolder(load, None if pinned else champion)
+    except (GuideError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    info = holder.guide.info
+    print(
+        f"serving {info.name} v{info.version} ({info.engine}) on http://{args.host}:{args.port}", flush=True
+    )
+    uvicorn.run(
+        create_app(holder, poll_seconds=args.poll), host=args.host, port=args.port, log_level="warning"
+    )
+    return 0
+
+
 def _onnx_scorer(reg, champ, engine: str):
     """The champion's ONNX export on onnxruntime; None (after saying why) when this engine cannot serve it."""
     from shopdistill.components.export import ExportError, OnnxScorer, OnnxUnavailableError, require_onnx
@@ -373,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="torch: the champion's best.pt; onnx / onnx-int8: its ONNX export on onnxruntime (the [onnx] extra)",
     )
+    api = sub.add_parser("serve-api", help="the recommendation service and its page (FastAPI)")
+    add_config_args(api)
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--engine", choices=("onnx", "onnx-int8", "torch"), default="onnx")
+    api.add_argument("--version", help="serve this version and never follow the champion alias")
+    api.add_argument("--checkpoint", type=Path, help="serve this model file (e.g. the teacher) with torch")
+    api.add_argument("--poll", type=float, default=30.0, help="seconds between champion checks (0: never)")
     data = sub.add_parser("data", help="dataset commands")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="prepare and validate a dataset")
@@ -422,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_flow(config)
     if args.command == "serve":
         return serve(config, args.cron, args.timezone)
+    if args.command == "serve-api":
+        return serve_api(config, args)
     if args.command == "backfill":
         return run_backfill(config, args.first, args.last, args.redo)
     if args.command == "simulate":

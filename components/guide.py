@@ -1,0 +1,258 @@
+"""The real-time shopping guide: a registered student, its catalogue and recommendations with reasons.
+
+A :class:`Guide` holds one loaded model version (ONNX fp32 or int8 on onnxruntime, or torch) and what
+it needs to answer a request without touching the registry again: the catalogue (titles, brands,
+categories), the popularity order of the training data (the cold-start fallback) and every known
+user's stored history.
+
+Reasons are cheap: a recommended product's reason is the history product whose item embedding has
+the largest dot product with the recommended product's (the student's item table, the same vectors
+its output layer scores with), so one (k, history) product per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shopdistill.components.data.dataset import Dataset, load_dataset
+from shopdistill.components.registry import Registry, RegistryError, VersionInfo
+from shopdistill.components.serving import NextItemScorer
+
+ENGINES = ("onnx", "onnx-int8", "torch")
+MAX_K = 100
+
+
+class GuideError(RuntimeError):
+    """A model version that cannot be loaded or does not pass its checks."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``/model`` reports about a loaded version."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    engine: str
+    digests: dict[str, str]
+    dataset: str
+    max_len: int
+    n_items: int
+    loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+@dataclass(frozen=True)
+class Request:
+    items: list[str] = field(default_factory=list)  # raw product ids, most recent last
+    user: str | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    category: str | None = None  # a category, or a department (the part before " > ")
+    brand: str | None = None
+
+
+class Catalogue:
+    """Raw ids, titles, brands and categories by internal item id (row 0 is padding)."""
+
+    def __init__(self, dataset: Dataset):
+        n = len(dataset.item_map)
+        items = dataset.items.set_index("item_id").reindex(np.arange(1, n + 1))
+        raw = dataset.item_map.set_index("item_id")["raw_item_id"].reindex(np.arange(1, n + 1))
+        self.raw = np.array(["", *raw.astype(str)], dtype=object)
+        self.title = np.array(["", *items["title"].fillna("").astype(str)], dtype=object)
+        self.brand = np.array(["", *items["brand"].fillna("").astype(str)], dtype=object)
+        self.category = np.array(["", *items["category"].fillna("").astype(str)], dtype=object)
+        self.index = {r: i for i, r in enumerate(self.raw) if i}
+        inter = dataset.interactions
+        train = inter.loc[inter["split"] == "train", "item_id"].to_numpy(np.int64)
+        self.popularity = np.bincount(train, minlength=n + 1).astype(np.float32)  # (I + 1,)
+
+    def allowed(self, category: str | None, brand: str | None) -> np.ndarray:
+        """(I + 1,) bool: items that pass the filters (case-insensitive; padding never)."""
+        ok = np.ones(len(self.raw), dtype=bool)
+        if category:
+            c = category.strip().lower()
+            cats = np.char.lower(self.category.astype(str))
+            ok &= (cats == c) | np.char.startswith(cats, c + " > ")
+        if brand:
+            ok &= np.char.lower(self.brand.astype(str)) == brand.strip().lower()
+        ok[0] = False
+        return ok
+
+    def describe(self, item: int) -> dict[str, str]:
+        return {
+            "id": self.raw[item],
+            "title": self.title[item],
+            "brand": self.brand[item],
+            "category": self.category[item],
+        }
+
+
+def _histories(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Every known user's stored items (internal ids, chronological), by raw user id."""
+    inter = dataset.interactions
+    raw = dataset.user_map.set_index("user_id")["raw_user_id"].astype(str)
+    users = inter["user_id"].to_numpy()
+    items = inter["item_id"].to_numpy(np.int64)
+    cuts = np.flatnonzero(np.diff(users)) + 1
+    starts = np.r_[0, cuts]
+    return {raw[users[s]]: seq for s, seq in zip(starts, np.split(items, cuts), strict=True)}
+
+
+class Guide:
+    """One loaded model version and everything a request needs (see the module)."""
+
+    def __init__(
+        self,
+        scorer: Callable[[torch.Tensor], torch.Tensor],
+        embeddings: np.ndarray,
+        dataset: Dataset,
+        info: ModelInfo,
+    ):
+        self.scorer, self.embeddings, self.info = scorer, embeddings, info  # embeddings: (I + 1, d)
+        self.catalogue = Catalogue(dataset)
+        self.histories = _histories(dataset)
+        self.check()
+
+    def check(self) -> None:
+        """The model answers one history with finite scores for the whole catalogue."""
+        probe = torch.tensor([[int(np.argmax(self.catalogue.popularity))]])
+        scores = self.scorer(probe)
+        if tuple(scores.shape) != (1, self.info.n_items) or not torch.isfinite(scores).all():
+            raise GuideError(
+                f"{self.info.name} v{self.info.version}: the model's scores for one history have shape "
+                f"{tuple(scores.shape)} (expected (1, {self.info.n_items})) or are not finite"
+            )
+
+    def history_of(self, request: Request) -> tuple[np.ndarray, list[str], bool]:
+        """(internal ids, most recent last), the unknown product ids, whether the user is unknown."""
+        stored = self.histories.get(request.user) if request.user is not None else None
+        session = [self.catalogue.index.get(str(i)) for i in request.items]
+        unknown = [str(i) for i, s in zip(request.items, session, strict=True) if s is None]
+        known = np.array([s for s in session if s is not None], dtype=np.int64)
+        history = np.concatenate([stored, known]) if stored is not None else known
+        return history, unknown, request.user is not None and stored is None
+
+    def recommend(self, request: Request) -> dict:
+        """The response of ``POST /recommend`` (see ``docs/serving.md``)."""
+        history, unknown, unknown_user = self.history_of(request)
+        window = history[-self.info.max_len :]
+        allowed = self.catalogue.allowed(request.category, request.brand)
+        if request.exclude_seen:
+            allowed[np.unique(history)] = False
+        if len(window):
+            scores = self.scorer(torch.from_numpy(window)[None])[0].numpy()  # (I,)
+            scores = np.r_[-np.inf, scores]
+            fallback = None
+        else:
+            scores = np.log1p(self.catalogue.popularity)
+            fallback = "popularity"
+        scores = np.where(allowed, scores, -np.inf)
+        k = min(request.k, int(np.isfinite(scores).sum()))
+        top = np.argsort(-scores, kind="stable")[:k]
+        return {
+            "model": {"name": self.info.name, "version": self.info.version, "aliases": self.info.aliases},
+            "fallback": fallback,
+            "unknown_items": unknown,
+            "unknown_user": request.user if unknown_user else None,
+            "history_used": len(window),
+            "truncated": max(len(history) - len(window), 0),
+            "recommendations": [
+                {**self.catalogue.describe(i), "score": round(float(scores[i]), 4), "reason": reason}
+                for i, reason in zip(top, self.reasons(top, window, fallback), strict=True)
+            ],
+        }
+
+    def reasons(self, top: np.ndarray, window: np.ndarray, fallback: str | None) -> list[str]:
+        """A short reason per recommended item: the history item that contributes most (see module)."""
+        if fallback or not len(window) or not len(top):
+            return ["popular in the shop"] * len(top)
+        seen = np.unique(window)
+        affinity = self.embeddings[top] @ self.embeddings[seen].T  # (k, H)
+        best = seen[np.argmax(affinity, axis=1)]
+        return [f"because you viewed {self.catalogue.title[b] or self.catalogue.raw[b]}" for b in best]
+
+
+def _torch_scorer(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    scorer = NextItemScorer(model.eval())
+
+    def score(items: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return scorer(items)
+
+    return score
+
+
+def _version(registry: Registry, version: str | None) -> VersionInfo:
+    found = registry.version(version) if version else registry.champion()
+    if found is None:
+        raise GuideError(f"no champion registered for {registry.name!r} yet: run `shopdistill run` first")
+    return found
+
+
+def load_guide(
+    registry: Registry,
+    *,
+    version: str | None = None,
+    engine: str = "onnx",
+    checkpoint: Path | None = None,
+    threads: int = 1,
+) -> Guide:
+    """Load ``version`` (default: the champion) with ``engine`` and check it; every failure is a
+    :class:`GuideError` naming the version. ``checkpoint``: serve that model file (for example the
+    teacher, for comparison) with the version's dataset instead of the registered student (torch)."""
+    from shopdistill.components.data.schema import DataSourceError
+    from shopdistill.components.export import ExportError, OnnxScorer
+    from shopdistill.components.models.checkpoint import CheckpointError, load_model
+
+    if engine not in ENGINES:
+        raise GuideError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
+    found = _version(registry, version)
+    name = f"{found.name} v{found.version}"
+    try:
+        dataset = load_dataset(found.tags["dataset_uri"])
+        with tempfile.TemporaryDirectory(prefix="shopdistill-serve-") as tmp:  # read into memory below
+            if checkpoint is None:
+                path, digest = registry.download_student(found, tmp) / "best.pt", found.tags["student_digest"]
+            else:
+                path, digest, engine = Path(checkpoint), None, "torch"
+            model, cfg, _ = load_model(path, digest)
+            embeddings = np.r_[np.zeros((1, cfg.d_model), np.float32), model.output_weight().detach().numpy()]
+            if engine == "torch":
+                scorer, max_len = _torch_scorer(model), cfg.max_len
+            else:
+                folder = registry.download_onnx(found, tmp)
+                scorer = OnnxScorer(folder, quantized=engine == "onnx-int8", threads=threads)
+                max_len = scorer.max_len
+        info = ModelInfo(
+            name=found.name if checkpoint is None else f"{found.name} ({path.name})",
+            version=found.version,
+            aliases=sorted(found.aliases),
+            engine=engine,
+            digests={"student": digest or "", "onnx": found.tags.get("onnx_export", "")}
+            if checkpoint is None
+            else {"model": str(path)},
+            dataset=found.tags.get("dataset_digest", dataset.path.name),
+            max_len=max_len,
+            n_items=len(dataset.item_map),
+        )
+        return Guide(scorer, embeddings, dataset, info)
+    except GuideError:
+        raise
+    except (
+        KeyError,
+        OSError,
+        DataSourceError,
+        CheckpointError,
+        ExportError,
+        RegistryError,
+        RuntimeError,
+    ) as exc:
+        raise GuideError(f"{name} cannot be served: {exc}") from exc
