@@ -52,12 +52,19 @@ def register(
     add_config_args(nights)
     nights.add_argument("--from", dest="first", required=True, help="first night, YYYY-MM-DD")
     nights.add_argument("--to", dest="last", required=True, help="last night, YYYY-MM-DD")
+    serve = bench_sub.add_parser("serve", help="load test of the recommendation service (serve-api)")
+    add_config_args(serve)
+    serve.add_argument("--requests", type=int, default=2000, help="most requests per concurrency level")
+    serve.add_argument("--seconds", type=float, default=20.0, help="most seconds per concurrency level")
+    serve.add_argument("--reloads", type=int, default=10, help="forced hot reloads under load")
     bench.set_defaults(handler=run_bench, default_profile="beauty")
 
 
 def run_bench(config: PipelineConfig, args: argparse.Namespace) -> int:
     if args.bench_command == "nights":
         return bench_nights(config, args.first, args.last)
+    if args.bench_command == "serve":
+        return bench_serve(config, args)
     if args.bench_command == "study":
         return bench_study(config, args)
     if args.bench_command == "speed":
@@ -108,6 +115,23 @@ def bench_nights(config: PipelineConfig, first: str, last: str) -> int:
     print((out / "nights.md").read_text())
     print(f"report: {out / 'nights.md'} (+ nights.json)")
     return 0
+
+
+def bench_serve(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """The service in its own process under load: student (ONNX) vs teacher, and hot reloads."""
+    from shopdistill.benchmarks.serve import run_serve_benchmark
+
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-serve")
+    try:
+        result = run_serve_benchmark(
+            config, out, requests=args.requests, seconds=args.seconds, reloads=args.reloads
+        )
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    print((out / "serve.md").read_text())
+    print(f"report: {out / 'serve.md'} (+ serve.json)")
+    return 0 if all(t["passed"] for t in result["targets"]) else 3
 
 
 def bench_quality(config: PipelineConfig, students: tuple[str, ...] | None, requests: int) -> int:

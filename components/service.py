@@ -54,14 +54,15 @@ class GuideHolder:
         self.last_check: float | None = None
         self._lock = threading.Lock()
 
-    def reload(self) -> dict:
-        """Load the champion if it moved; returns what happened."""
+    def reload(self, force: bool = False) -> dict:
+        """Load the champion if it moved (``force``: load the target even if it is the one served);
+        returns what happened."""
         with self._lock:
             old = self.guide.info.version
             try:
                 target = self.champion() if self.champion else old
                 self.last_check = time.time()
-                if target is None or target == old:
+                if target is None or (target == old and not force):
                     return {"reloaded": False, "version": old}
                 fresh = self.load(target)
             except (GuideError, RegistryError) as exc:
@@ -102,8 +103,8 @@ def _poller(holder: GuideHolder, metrics: Metrics, seconds: float, stop: threadi
         _reload(holder, metrics)
 
 
-def _reload(holder: GuideHolder, metrics: Metrics) -> dict:
-    result = holder.reload()
+def _reload(holder: GuideHolder, metrics: Metrics, force: bool = False) -> dict:
+    result = holder.reload(force)
     outcome = "error" if "error" in result else "loaded" if result["reloaded"] else "unchanged"
     metrics.reloads.labels(outcome).inc()
     metrics.version.set(float(holder.guide.info.version))
@@ -206,5 +207,6 @@ def _routes(app: FastAPI, holder: GuideHolder, metrics: Metrics) -> None:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload")
-    def reload() -> dict:
-        return _reload(holder, metrics)
+    def reload(force: bool = False) -> dict:
+        """Check the champion now; ``force``: load and swap in the target even if it is unchanged."""
+        return _reload(holder, metrics, force)
