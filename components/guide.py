@@ -70,6 +70,8 @@ class Catalogue:
         self.brand = np.array(["", *items["brand"].fillna("").astype(str)], dtype=object)
         self.category = np.array(["", *items["category"].fillna("").astype(str)], dtype=object)
         self.index = {r: i for i, r in enumerate(self.raw) if i}
+        self._category = np.char.lower(self.category.astype(str))  # for case-insensitive filters
+        self._brand = np.char.lower(self.brand.astype(str))
         inter = dataset.interactions
         train = inter.loc[inter["split"] == "train", "item_id"].to_numpy(np.int64)
         self.popularity = np.bincount(train, minlength=n + 1).astype(np.float32)  # (I + 1,)
@@ -79,10 +81,9 @@ class Catalogue:
         ok = np.ones(len(self.raw), dtype=bool)
         if category:
             c = category.strip().lower()
-            cats = np.char.lower(self.category.astype(str))
-            ok &= (cats == c) | np.char.startswith(cats, c + " > ")
+            ok &= (self._category == c) | np.char.startswith(self._category, c + " > ")
         if brand:
-            ok &= np.char.lower(self.brand.astype(str)) == brand.strip().lower()
+            ok &= self._brand == brand.strip().lower()
         ok[0] = False
         return ok
 
@@ -155,8 +156,9 @@ class Guide:
             scores = np.log1p(self.catalogue.popularity)
             fallback = "popularity"
         scores = np.where(allowed, scores, -np.inf)
-        k = min(request.k, int(np.isfinite(scores).sum()))
-        top = np.argsort(-scores, kind="stable")[:k]
+        k = min(request.k, int(allowed.sum()))
+        best = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        top = best[np.argsort(-scores[best], kind="stable")]
         return {
             "model": {"name": self.info.name, "version": self.info.version, "aliases": self.info.aliases},
             "fallback": fallback,
