@@ -14,12 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from shopdistill.components.config import load_config
 from shopdistill.components.guide import GuideError, load_guide
 from shopdistill.components.registry import Registry
 from shopdistill.components.service import GuideHolder, create_app
-from shopdistill.flows.nightly import nightly_distillation
-from tests.nights import TINY_SHOP
+from tests.served import register_two_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -27,15 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
     """A data folder whose registry holds v1 (champion) and v2 (another seed, not yet champion)."""
-    root = tmp_path_factory.mktemp("served")
-    config = load_config(profile="demo", overrides=[*TINY_SHOP, f"runtime.output_dir={root}"])
-    assert nightly_distillation(config=config, latency_requests=5, return_state=True).is_completed()
-    other = config.model_copy(update={"runtime": config.runtime.model_copy(update={"seed": 1})})
-    nightly_distillation(config=other, latency_requests=5, return_state=True)
-    registry = Registry(config.registry, config.runtime.root)
-    assert len(registry.versions()) == 2
-    registry.promote(1)
-    return config, registry
+    return register_two_versions(tmp_path_factory.mktemp("served"))
 
 
 def _holder(registry: Registry, engine: str = "onnx") -> GuideHolder:
@@ -269,7 +259,11 @@ def test_the_page_in_chromium_updates_the_recommendations_when_a_product_is_clic
         before = shown()
         assert len(before) == 10 and "popular" in driver.find_element(By.ID, "note").text
         driver.find_elements(By.CSS_SELECTOR, "button.product")[3].click()
-        wait.until(lambda d: shown() != before and "From the last 1 product viewed" in d.find_element(By.ID, "note").text)
+        wait.until(
+            lambda d: (
+                shown() != before and "From the last 1 product viewed" in d.find_element(By.ID, "note").text
+            )
+        )
         reasons = shown("e.querySelector('.reason').textContent")
         assert reasons and all(r.startswith("because you viewed") for r in reasons)
         assert "v1 (onnx)" in driver.find_element(By.ID, "model").text
