@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,30 @@ def nights_plot(rows: list[Mapping[str, Any]], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def nights_table(records: list[Path]) -> str:
+    """Markdown: one row per finished night (``stores.night_record`` files, with their run reports):
+    state, version, test users, NDCG@10 of the teacher, both students and the champion it was judged
+    against, the share of the night's test events on new products, and the night's wall time."""
+    head = (
+        "| night | state | version | test users | teacher | KD student | no-KD student | champion | "
+        "new-product events | seconds |"
+    )
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for path in records:
+        entry = json.loads(path.read_text())
+        report = json.loads(Path(entry["report"]).read_text())
+        rows = report["rows"]
+
+        def ndcg(name: str, rows: Mapping[str, Any] = rows) -> str:
+            return f"{rows[name]['NDCG@10']:.4f}" if name in rows else "-"
+
+        drift = report.get("drift") or {}
+        events = drift.get("new_item_event_share")
+        lines.append(
+            f"| {entry['night']} | {entry['state']} | {entry['version']} | {rows['teacher']['users']:,} | "
+            f"{ndcg('teacher')} | {ndcg('student-kd')} | {ndcg('student-nokd')} | {ndcg('champion')} | "
+            f"{'-' if events is None else f'{events:.1%}'} | {entry['seconds']:.0f} |"
+        )
+    return "\n".join(lines)

@@ -15,11 +15,13 @@ import datetime
 import time
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
 
 from shopdistill.components import stores
-from shopdistill.components.artifacts import write_json_atomic
+from shopdistill.components.artifacts import write_json_atomic, write_text_atomic
 from shopdistill.components.config import PipelineConfig, RunParameters
+from shopdistill.components.reporting import nights_table
 from shopdistill.flows.environment import show_progress
 from shopdistill.flows.nightly import GateFailed, nightly_distillation
 
@@ -58,6 +60,7 @@ def backfill(
             config=config, latency_requests=latency_requests, as_of=night, return_state=True
         )
         if state.name not in FINISHED:
+            _publish_table(config, start, end)
             return Failed(
                 message=f"night {night} ended {state.name}: {state.message}; the backfill stops here"
             )
@@ -74,4 +77,17 @@ def backfill(
         write_json_atomic(record, entry)
         log.info("night %s: %s, v%s (%.0f s)", night, state.name, entry["version"], entry["seconds"])
         done.append(entry)
+    _publish_table(config, start, end)
     return done
+
+
+def _publish_table(config: PipelineConfig, start: datetime.date, end: datetime.date) -> None:
+    """Every finished night of the range as a table: ``<data dir>/nights/<name>/nights.md`` and the
+    ``backfill-nights`` artifact."""
+    root, name = config.runtime.root, config.data.name
+    records = [r for r in (stores.night_record(root, name, n) for n in nights(start, end)) if r.is_file()]
+    if not records:
+        return
+    table = nights_table(records)
+    write_text_atomic(records[0].parent / "nights.md", table + "\n")
+    create_markdown_artifact(key="backfill-nights", markdown=table, description=f"{name}: {start} .. {end}")

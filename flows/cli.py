@@ -326,6 +326,10 @@ def run_backfill(config: PipelineConfig, first: datetime.date, last: datetime.da
     state = backfill(first, last, config=config, redo=redo, return_state=True)
     for entry in state.result(raise_on_failure=False) if state.is_completed() else []:
         print(f"{entry['night']}  {entry['state']:<16} v{entry['version']:<4} {entry['seconds']:>7.1f} s")
+    table = stores.night_record(config.runtime.root, config.data.name, first).parent / "nights.md"
+    if table.is_file():
+        print(table.read_text())
+        print(f"table: {table}")
     if not state.is_completed():
         print(f"error: {state.message}", file=sys.stderr)
         return 1

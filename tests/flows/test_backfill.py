@@ -33,6 +33,10 @@ def test_a_backfill_runs_each_night_in_order_and_resumes_where_it_stopped(tmp_pa
         "2025-01-19",
         "2025-01-20",
     ]
+    table = [line for line in out.splitlines() if line.startswith("| 2025-")]
+    assert [row.split("|")[1].strip() for row in table] == ["2025-01-18", "2025-01-19", "2025-01-20"]
+    assert all(float(row.split("|")[5]) > 0 for row in table)  # the teacher's NDCG@10 each night
+    assert (tmp_path / "nights" / "nightly" / "nights.md").read_text().count("| 2025-") == 3
     records = sorted((tmp_path / "nights" / "nightly").glob("*.json"))
     assert [r.stem for r in records] == ["2025-01-18", "2025-01-19", "2025-01-20"]
     config = nightly_config(tmp_path)
