@@ -48,11 +48,14 @@ def _night(config: PipelineConfig, night: dt.date) -> PipelineConfig:
     return config.model_copy(update={"data": config.data.model_copy(update={"as_of": night})})
 
 
-def _train(config: PipelineConfig, data: SequenceData, ds, previous: str | None, start: WarmStart | None):
+def _train(
+    config: PipelineConfig, data: SequenceData, ds, previous: str | None, start: WarmStart | None, root: Path
+):
     """Teacher (warm from ``previous`` night's when given), soft labels and the KD student (from
-    ``start`` when given); returns the student's result and the seconds it all took."""
+    ``start`` when given), stored under ``root``; returns the student's result and the seconds it all
+    took."""
     t0 = time.perf_counter()
-    root, seed = config.runtime.root, config.runtime.seed
+    seed = config.runtime.seed
     teacher, run = train_teacher(
         config.teacher, data, ds.sha256, root, config.data.name, seed, previous_dataset=previous, log=_quiet
     )
@@ -116,8 +119,12 @@ def run_nights(config: PipelineConfig, first: dt.date, last: dt.date, out: Path)
         cfg = _night(config, night)
         ds = prepare_dataset(cfg.data, cfg.runtime.root, validate=False).handle
         data = SequenceData.from_path(ds.uri)
-        nightly, nightly_s, run = _train(cfg, data, ds, previous, start)
-        cold, cold_s, _ = _train(cfg, data, ds, None, None) if previous else (nightly, nightly_s, run)
+        nightly, nightly_s, run = _train(cfg, data, ds, previous, start, cfg.runtime.root)
+        # the cold retrains live apart, so the nightly chain never warm-starts from them
+        cold_root = cfg.runtime.root / "bench-nights-cold"
+        cold, cold_s, _ = (
+            _train(cfg, data, ds, None, None, cold_root) if previous else (nightly, nightly_s, run)
+        )
         if frozen is None:
             frozen, first_items = (nightly.checkpoint, nightly.checkpoint_sha256), data.n_items
         rows.append(

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 def test_three_nights_compare_warm_cold_and_frozen(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     simulate_nights(tmp_path / "data" / "simulated")
-    sets = nightly_args(tmp_path / "out")
+    # the teacher starts cold every second night; the cold retrains never feed the nightly chain
+    sets = [*nightly_args(tmp_path / "out"), "--set", "teacher.warm.full_retrain_every=2"]
     assert (
         main(["bench", "nights", "--profile", "nightly", "--from", "2025-01-18", "--to", "2025-01-20", *sets])
         == 0
@@ -26,7 +27,8 @@ def test_three_nights_compare_warm_cold_and_frozen(tmp_path, monkeypatch, capsys
     result = json.loads(report.with_name("nights.json").read_text())
     rows = result["rows"]
     assert [r["night"] for r in rows] == ["2025-01-18", "2025-01-19", "2025-01-20"]
-    assert [r["teacher_warm"] for r in rows] == [False, True, True]
+    assert [r["teacher_warm"] for r in rows] == [False, True, False]
+    assert len(list((tmp_path / "out" / "bench-nights-cold" / "teachers").glob("*/best.pt"))) == 2
     assert [r["student_warm"] for r in rows] == [False, True, True]
     assert rows[0]["nightly"] == rows[0]["cold"]  # the first night has nothing to continue from
     for r in rows:
