@@ -17,6 +17,7 @@ NIGHT_SETTINGS = [
     "data.validation.min_users=10",
     "data.validation.min_items=10",
     "data.validation.min_interactions=100",
+    "gate.max_regression=1",  # a tiny night's test day is a few users: tonight vs the champion is noise
 ]
 
 
