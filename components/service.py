@@ -137,18 +137,34 @@ def create_app(holder: GuideHolder, *, poll_seconds: float = 30.0) -> FastAPI:
     app = FastAPI(title="shopdistill shopping guide", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "other")
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(_Measure, metrics=metrics)
     _routes(app, holder, metrics)
     return app
+
+
+class _Measure:
+    """Request counts and latency per route, as plain ASGI middleware (Starlette's
+    ``BaseHTTPMiddleware`` costs far more per request)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "other")
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(endpoint, str(status[0])).inc()
 
 
 def _routes(app: FastAPI, holder: GuideHolder, metrics: Metrics) -> None:
@@ -157,7 +173,8 @@ def _routes(app: FastAPI, holder: GuideHolder, metrics: Metrics) -> None:
         return resources.files("shopdistill.components").joinpath("static/guide.html").read_text()
 
     @app.post("/recommend")
-    def recommend(body: RecommendBody) -> dict:
+    async def recommend(body: RecommendBody) -> dict:
+        # in the event loop: a sub-millisecond CPU call gains nothing from a thread hand-off
         return holder.guide.recommend(GuideRequest(**body.model_dump()))
 
     @app.get("/users/{user_id}/recommendations")
