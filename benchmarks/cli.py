@@ -57,6 +57,7 @@ def register(
     serve.add_argument("--requests", type=int, default=2000, help="most requests per concurrency level")
     serve.add_argument("--seconds", type=float, default=20.0, help="most seconds per concurrency level")
     serve.add_argument("--reloads", type=int, default=10, help="forced hot reloads under load")
+    serve.add_argument("--version", help="serve this registered version instead of the champion")
     bench.set_defaults(handler=run_bench, default_profile="beauty")
 
 
@@ -124,7 +125,12 @@ def bench_serve(config: PipelineConfig, args: argparse.Namespace) -> int:
     out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-serve")
     try:
         result = run_serve_benchmark(
-            config, out, requests=args.requests, seconds=args.seconds, reloads=args.reloads
+            config,
+            out,
+            version=args.version,
+            requests=args.requests,
+            seconds=args.seconds,
+            reloads=args.reloads,
         )
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ concurrency 8; every request must still succeed.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import yaml
 
 from shopdistill.components.artifacts import sha256_file, write_json_atomic
 from shopdistill.components.config import PipelineConfig
+from shopdistill.components.models.checkpoint import ENSEMBLE_FILE
 from shopdistill.components.registry import Registry
 
 CONCURRENCY = (1, 8, 32)
@@ -161,8 +163,13 @@ def _sessions(url: str, n: int = 500) -> list[list[str]]:
 
 
 def _teacher_checkpoint(config: PipelineConfig, digest: str) -> Path | None:
-    """The champion's teacher among the stored single teachers (an ensemble has no one file)."""
-    for path in sorted((config.runtime.root / "teachers").glob("*/best.pt")):
+    """The stored teacher the champion was distilled from: a ``best.pt``, or an ensemble's record
+    (whose digest is that of its members' digests)."""
+    teachers = config.runtime.root / "teachers"
+    for path in sorted(teachers.glob(f"*/{ENSEMBLE_FILE}")):
+        if json.loads(path.read_text()).get("digest") == digest:
+            return path
+    for path in sorted(teachers.glob("*/best.pt")):
         if sha256_file(path) == digest:
             return path
     return None
@@ -185,25 +192,37 @@ def _serve(
 
 
 def run_serve_benchmark(
-    config: PipelineConfig, out: Path, *, requests: int = 2000, seconds: float = 20.0, reloads: int = 10
+    config: PipelineConfig,
+    out: Path,
+    *,
+    version: str | None = None,
+    requests: int = 2000,
+    seconds: float = 20.0,
+    reloads: int = 10,
 ) -> dict[str, Any]:
-    """The champion student (ONNX fp32 and int8) and its teacher (torch) under load; see the module."""
-    champion = Registry(config.registry, config.runtime.root).champion()
-    if champion is None:
+    """The champion student, or registered ``version``, through ONNX fp32 and int8, and its teacher
+    through torch, under load; see the module."""
+    registry = Registry(config.registry, config.runtime.root)
+    served = registry.version(version) if version else registry.champion()
+    if served is None:
         raise RuntimeError("no champion registered yet: run `shopdistill run` first")
     out.mkdir(parents=True, exist_ok=True)
     config_file = _service_config(config, out)
     args = {"requests": requests, "seconds": seconds, "reloads": reloads}
-    models = {"student-onnx": ["--engine", "onnx"], "student-onnx-int8": ["--engine", "onnx-int8"]}
-    teacher = _teacher_checkpoint(config, champion.tags.get("teacher_digest", ""))
+    pin = ["--version", served.version] if version else []
+    models = {
+        "student-onnx": ["--engine", "onnx", *pin],
+        "student-onnx-int8": ["--engine", "onnx-int8", *pin],
+    }
+    teacher = _teacher_checkpoint(config, served.tags.get("teacher_digest", ""))
     if teacher is not None:
-        models["teacher-torch"] = ["--checkpoint", str(teacher)]
+        models["teacher-torch"] = ["--checkpoint", str(teacher), "--version", served.version]
     results, sessions = {}, None
     for name, extra in models.items():
-        served = _serve(config_file, out, name, extra, sessions, args)
-        results[name], sessions = served["rows"], served["sessions"]
-    result = {"champion": champion.version, "teacher": str(teacher), "results": results}
-    result["targets"] = _targets(results)
+        run = _serve(config_file, out, name, extra, sessions, args)
+        results[name], sessions = run["rows"], run["sessions"]
+    result = {"version": served.version, "aliases": sorted(served.aliases), "teacher": str(teacher)}
+    result |= {"results": results, "targets": _targets(results)}
     write_json_atomic(out / "serve.json", result)
     (out / "serve.md").write_text(_markdown(result) + "\n")
     return result
@@ -247,7 +266,9 @@ def _targets(results: dict[str, dict]) -> list[dict]:
 
 def _markdown(result: dict[str, Any]) -> str:
     head = "| model | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server CPU (cores) | server RSS MB |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    aliases = ", ".join(result["aliases"]) or "no alias"
+    lines = [f"Student: v{result['version']} ({aliases}); teacher: {result['teacher']}", ""]
+    lines += [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model, rows in result["results"].items():
         for level, r in rows.items():
             lines.append(

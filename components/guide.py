@@ -33,6 +33,10 @@ class GuideError(RuntimeError):
     """A model version that cannot be loaded or does not pass its checks."""
 
 
+class EngineUnavailableError(GuideError):
+    """The engine asked for cannot run here (the [onnx] extra is missing, or the version has no export)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ``/model`` reports about a loaded version."""
@@ -72,19 +76,19 @@ class Catalogue:
         self.index = {r: i for i, r in enumerate(self.raw) if i}
         self._category = np.char.lower(self.category.astype(str))  # for case-insensitive filters
         self._brand = np.char.lower(self.brand.astype(str))
+        self._everything = np.r_[False, np.ones(n, dtype=bool)]
         inter = dataset.interactions
         train = inter.loc[inter["split"] == "train", "item_id"].to_numpy(np.int64)
         self.popularity = np.bincount(train, minlength=n + 1).astype(np.float32)  # (I + 1,)
 
     def allowed(self, category: str | None, brand: str | None) -> np.ndarray:
         """(I + 1,) bool: items that pass the filters (case-insensitive; padding never)."""
-        ok = np.ones(len(self.raw), dtype=bool)
+        ok = self._everything.copy()
         if category:
             c = category.strip().lower()
             ok &= (self._category == c) | np.char.startswith(self._category, c + " > ")
         if brand:
             ok &= self._brand == brand.strip().lower()
-        ok[0] = False
         return ok
 
     def describe(self, item: int) -> dict[str, str]:
@@ -145,17 +149,17 @@ class Guide:
         """The response of ``POST /recommend`` (see ``docs/serving.md``)."""
         history, unknown, unknown_user = self.history_of(request)
         window = history[-self.info.max_len :]
-        allowed = self.catalogue.allowed(request.category, request.brand)
-        if request.exclude_seen:
-            allowed[np.unique(history)] = False
         if len(window):
-            scores = self.scorer(torch.from_numpy(window)[None])[0].numpy()  # (I,)
-            scores = np.r_[-np.inf, scores]
+            scores = np.empty(len(self.catalogue.raw), np.float32)  # (I + 1,), row 0 is padding
+            scores[1:] = self.scorer(torch.from_numpy(window)[None])[0].numpy()
             fallback = None
         else:
             scores = np.log1p(self.catalogue.popularity)
             fallback = "popularity"
-        scores = np.where(allowed, scores, -np.inf)
+        allowed = self.catalogue.allowed(request.category, request.brand)
+        if request.exclude_seen:
+            allowed[history] = False
+        scores[~allowed] = -np.inf
         k = min(request.k, int(allowed.sum()))
         best = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
         top = best[np.argsort(-scores[best], kind="stable")]
@@ -176,7 +180,7 @@ class Guide:
         """A short reason per recommended item: the history item that contributes most (see module)."""
         if fallback or not len(window) or not len(top):
             return ["popular in the shop"] * len(top)
-        seen = np.unique(window)
+        seen = window  # a repeated item only repeats a column
         affinity = self.embeddings[top] @ self.embeddings[seen].T  # (k, H)
         best = seen[np.argmax(affinity, axis=1)]
         return [f"because you viewed {self.catalogue.title[b] or self.catalogue.raw[b]}" for b in best]
@@ -192,11 +196,48 @@ def _torch_scorer(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tens
     return score
 
 
+def _item_vectors(model: torch.nn.Module) -> np.ndarray:
+    """(I + 1, d) the vectors the model scores items with (an ensemble's members side by side)."""
+    members = getattr(model, "members", [model])
+    table = np.concatenate([m.output_weight().detach().numpy() for m in members], axis=1)
+    return np.r_[np.zeros((1, table.shape[1]), np.float32), table]
+
+
 def _version(registry: Registry, version: str | None) -> VersionInfo:
     found = registry.version(version) if version else registry.champion()
     if found is None:
         raise GuideError(f"no champion registered for {registry.name!r} yet: run `shopdistill run` first")
     return found
+
+
+def _model(registry: Registry, found: VersionInfo, checkpoint: Path | None, tmp: str):
+    """(model, window, digests): the version's student, or the model file ``checkpoint`` (a
+    ``best.pt``, or a teacher ensemble's record), each checked against its recorded digest."""
+    from shopdistill.components.models.checkpoint import ENSEMBLE_FILE, load_model, load_teacher
+
+    if checkpoint is not None and (checkpoint.is_dir() or checkpoint.name == ENSEMBLE_FILE):
+        model = load_teacher(checkpoint)  # every member checked against the record
+        return model, model.max_len, {"model": str(checkpoint)}
+    if checkpoint is not None:
+        model, cfg, _ = load_model(checkpoint)
+        return model, cfg.max_len, {"model": str(checkpoint)}
+    digest = found.tags.get("student_digest")
+    model, cfg, _ = load_model(registry.download_student(found, tmp) / "best.pt", digest)
+    return model, cfg.max_len, {"student": digest or "", "onnx": found.tags.get("onnx_export", "")}
+
+
+def _scorer(registry: Registry, found: VersionInfo, model, engine: str, threads: int, tmp: str):
+    """Torch on ``model``, or the version's verified ONNX export on onnxruntime."""
+    from shopdistill.components.export import OnnxScorer, OnnxUnavailableError
+    from shopdistill.components.registry import NoOnnxExportError
+
+    if engine == "torch":
+        return _torch_scorer(model)
+    try:
+        folder = registry.download_onnx(found, tmp)
+        return OnnxScorer(folder, quantized=engine == "onnx-int8", threads=threads)
+    except (OnnxUnavailableError, NoOnnxExportError) as exc:
+        raise EngineUnavailableError(f"--engine {engine}: {exc}") from exc
 
 
 def load_guide(
@@ -208,44 +249,35 @@ def load_guide(
     threads: int = 1,
 ) -> Guide:
     """Load ``version`` (default: the champion) with ``engine`` and check it; every failure is a
-    :class:`GuideError` naming the version. ``checkpoint``: serve that model file (for example the
-    teacher, for comparison) with the version's dataset instead of the registered student (torch)."""
+    :class:`GuideError` naming the version (:class:`EngineUnavailableError` when only the engine is
+    missing). ``checkpoint``: serve that model file (a teacher's ``best.pt`` or ensemble record, for
+    comparison) on torch with the version's dataset instead of the registered student."""
     from shopdistill.components.data.schema import DataSourceError
-    from shopdistill.components.export import ExportError, OnnxScorer
-    from shopdistill.components.models.checkpoint import CheckpointError, load_model
+    from shopdistill.components.export import ExportError
+    from shopdistill.components.models.checkpoint import CheckpointError
 
     if engine not in ENGINES:
         raise GuideError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
     found = _version(registry, version)
-    name = f"{found.name} v{found.version}"
+    engine = "torch" if checkpoint is not None else engine
     try:
+        with tempfile.TemporaryDirectory(prefix="shopdistill-serve-") as tmp:  # read into memory here
+            model, max_len, digests = _model(registry, found, checkpoint and Path(checkpoint), tmp)
+            scorer = _scorer(registry, found, model, engine, threads, tmp)
+        if "dataset_uri" not in found.tags:
+            raise KeyError("the version has no dataset_uri tag")
         dataset = load_dataset(found.tags["dataset_uri"])
-        with tempfile.TemporaryDirectory(prefix="shopdistill-serve-") as tmp:  # read into memory below
-            if checkpoint is None:
-                path, digest = registry.download_student(found, tmp) / "best.pt", found.tags["student_digest"]
-            else:
-                path, digest, engine = Path(checkpoint), None, "torch"
-            model, cfg, _ = load_model(path, digest)
-            embeddings = np.r_[np.zeros((1, cfg.d_model), np.float32), model.output_weight().detach().numpy()]
-            if engine == "torch":
-                scorer, max_len = _torch_scorer(model), cfg.max_len
-            else:
-                folder = registry.download_onnx(found, tmp)
-                scorer = OnnxScorer(folder, quantized=engine == "onnx-int8", threads=threads)
-                max_len = scorer.max_len
         info = ModelInfo(
-            name=found.name if checkpoint is None else f"{found.name} ({path.name})",
+            name=found.name if checkpoint is None else f"{found.name} ({Path(checkpoint).name})",
             version=found.version,
             aliases=sorted(found.aliases),
             engine=engine,
-            digests={"student": digest or "", "onnx": found.tags.get("onnx_export", "")}
-            if checkpoint is None
-            else {"model": str(path)},
+            digests=digests,
             dataset=found.tags.get("dataset_digest", dataset.path.name),
             max_len=max_len,
             n_items=len(dataset.item_map),
         )
-        return Guide(scorer, embeddings, dataset, info)
+        return Guide(scorer, _item_vectors(model), dataset, info)
     except GuideError:
         raise
     except (
@@ -257,4 +289,4 @@ def load_guide(
         RegistryError,
         RuntimeError,
     ) as exc:
-        raise GuideError(f"{name} cannot be served: {exc}") from exc
+        raise GuideError(f"{found.name} v{found.version} cannot be served: {exc}") from exc

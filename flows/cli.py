@@ -201,7 +201,7 @@ def registry_command(args: argparse.Namespace, config: PipelineConfig) -> int:
             v = reg.rollback()
             print(f"champion rolled back to {v.name} v{v.version}")
         else:
-            return recommend(reg, args.user, args.k, args.engine)
+            return recommend(reg, args.user, args.k, args.engine, config.runtime.threads)
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
@@ -212,7 +212,7 @@ def serve_api(config: PipelineConfig, args: argparse.Namespace) -> int:
     """The recommendation service on ``args.host:args.port`` until interrupted (docs/serving.md)."""
     import uvicorn
 
-    from shopdistill.components.guide import GuideError, load_guide
+    from shopdistill.components.guide import EngineUnavailableError, GuideError, load_guide
     from shopdistill.components.registry import Registry, RegistryError
     from shopdistill.components.service import GuideHolder, create_app
 
@@ -234,6 +234,9 @@ def serve_api(config: PipelineConfig, args: argparse.Namespace) -> int:
 
     try:
         holder = GuideHolder(load, None if pinned else champion)
+    except EngineUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (GuideError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
@@ -247,59 +250,39 @@ def serve_api(config: PipelineConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _onnx_scorer(reg, champ, engine: str):
-    """The champion's ONNX export on onnxruntime; None (after saying why) when this engine cannot serve it."""
-    from shopdistill.components.export import ExportError, OnnxScorer, OnnxUnavailableError, require_onnx
-    from shopdistill.components.registry import NoOnnxExportError, RegistryError
-
-    try:
-        require_onnx("onnxruntime")
-        folder = reg.download_onnx(champ)
-        return OnnxScorer(folder, quantized=engine == "onnx-int8")
-    except (OnnxUnavailableError, NoOnnxExportError) as exc:
-        print(f"error: --engine {engine}: {exc}", file=sys.stderr)
-        return None
-    except ExportError as exc:
-        raise RegistryError(f"the champion's ONNX export cannot be used: {exc}") from None
+_ENGINE_NAMES = {
+    "torch": "champion",
+    "onnx": "champion, onnxruntime fp32",
+    "onnx-int8": "champion, onnxruntime int8",
+}
 
 
-def recommend(reg, user: str, k: int, engine: str = "torch") -> int:
-    from shopdistill.components.data.dataset import load_dataset
-    from shopdistill.components.data.schema import DataSourceError
-    from shopdistill.components.models.checkpoint import CheckpointError, load_model
+def recommend(reg, user: str, k: int, engine: str = "torch", threads: int = 1) -> int:
+    """The shopping-guide view of one known user, from the champion (the service's :class:`Guide`)."""
+    from shopdistill.components.guide import EngineUnavailableError, GuideError, Request, load_guide
     from shopdistill.components.registry import RegistryError
-    from shopdistill.components.serving import UnknownUserError, recommend_for_user
 
-    champ = reg.champion()
-    if champ is None:
-        raise RegistryError(f"no champion registered for {reg.name!r} yet: run `shopdistill run` first")
-    if engine == "torch":
-        try:
-            model, cfg, _ = load_model(
-                reg.download_student(champ) / "best.pt", champ.tags.get("student_digest")
-            )
-        except CheckpointError as exc:
-            raise RegistryError(f"{champ.name} v{champ.version}: {exc}") from None
-        max_len, how = cfg.max_len, "champion"
-    else:
-        model = _onnx_scorer(reg, champ, engine)
-        if model is None:
-            return 2
-        max_len, how = model.max_len, f"champion, onnxruntime {model.variant}"
     try:
-        dataset = load_dataset(champ.tags["dataset_uri"])
-    except (KeyError, DataSourceError) as exc:
-        raise RegistryError(f"the champion's dataset is not available here: {exc}") from None
-    try:
-        guide = recommend_for_user(model, dataset, user, k=k, max_len=max_len)
-    except UnknownUserError as exc:
+        guide = load_guide(reg, engine=engine, threads=threads)
+    except EngineUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GuideError as exc:
         raise RegistryError(str(exc)) from None
-    pd.set_option("display.width", 160)
-    pd.set_option("display.max_colwidth", 60)
-    print(f"{champ.name} v{champ.version} ({how}) for user {user}\n\nrecently viewed:")
-    print(guide.history.to_string(index=False))
+    info, catalogue = guide.info, guide.catalogue
+    if user not in guide.histories:
+        examples = ", ".join(list(guide.histories)[:3])
+        raise RegistryError(f"unknown user {user!r}: not in the champion's dataset (e.g. {examples})")
+    answer = guide.recommend(Request(user=user, k=k))
+    recent = [catalogue.describe(int(i)) for i in guide.histories[user][-5:]]
+    recs = pd.DataFrame(answer["recommendations"])[["id", "score", "title", "brand", "category", "reason"]]
+    recs.insert(0, "rank", range(1, len(recs) + 1))
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 50)
+    print(f"{info.name} v{info.version} ({_ENGINE_NAMES[info.engine]}) for user {user}\n\nrecently viewed:")
+    print(pd.DataFrame(recent).rename(columns={"id": "item"}).to_string(index=False))
     print(f"\nrecommended for you (top {k}):")
-    print(guide.recommendations.to_string(index=False))
+    print(recs.rename(columns={"id": "item"}).to_string(index=False))
     return 0
 
 

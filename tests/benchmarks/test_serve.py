@@ -7,8 +7,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_the_load_test_serves_student_and_teacher_in_their_own_processes(tmp_path):
-    config, _ = register_two_versions(tmp_path / "data")
-    result = run_serve_benchmark(config, tmp_path / "report", requests=40, seconds=5, reloads=2)
+    config, _ = register_two_versions(tmp_path / "data")  # v1 is the champion
+    result = run_serve_benchmark(config, tmp_path / "report", version="2", requests=40, seconds=5, reloads=2)
+    assert result["version"] == "2" and "champion" not in result["aliases"]
     assert set(result["results"]) == {"student-onnx", "student-onnx-int8", "teacher-torch"}
     for model, rows in result["results"].items():
         for level in map(str, CONCURRENCY):
@@ -21,3 +22,4 @@ def test_the_load_test_serves_student_and_teacher_in_their_own_processes(tmp_pat
     assert "student throughput >= 10x the teacher's at concurrency 8" in names
     report = (tmp_path / "report" / "serve.md").read_text()
     assert "| teacher-torch | 8 |" in report and (tmp_path / "report" / "serve.json").is_file()
+    assert report.startswith("Student: v2 (") and "teachers/" in report.splitlines()[0]

@@ -22,7 +22,8 @@ from shopdistill.components.export import (
 )
 from shopdistill.components.models import build_model
 from shopdistill.components.models.checkpoint import save_model
-from shopdistill.components.serving import NextItemScorer, recommend_for_user
+from shopdistill.components.guide import Guide, ModelInfo, Request, _item_vectors, _torch_scorer
+from shopdistill.components.serving import NextItemScorer
 
 MAX_LEN = 6
 ARCHS = ["sasrec", "gru"]
@@ -149,12 +150,15 @@ def test_item_map_round_trip_and_top_k(exported, tiny_dataset):
     assert raw.shape == (1, 5) and (np.diff(scores[0]) <= 0).all()
     seen = set(expected.loc[[5, 9, 2]])
     assert not seen & set(raw[0])
-    # the same products as the torch serving path, through the item map
-    guide = recommend_for_user(scorer, tiny_dataset, tiny_dataset.user_map["raw_user_id"].iloc[3], k=5)
-    torch_guide = recommend_for_user(
-        model, tiny_dataset, tiny_dataset.user_map["raw_user_id"].iloc[3], k=5, max_len=MAX_LEN
-    )
-    assert guide.recommendations["item"].tolist() == torch_guide.recommendations["item"].tolist()
+    # the same products as the torch serving path, through the service's guide
+    info = ModelInfo("m", "1", [], "onnx", {}, "tiny", MAX_LEN, len(tiny_dataset.item_map))
+    user = Request(user=tiny_dataset.user_map["raw_user_id"].iloc[3], k=5)
+    served = [
+        Guide(s, _item_vectors(model), tiny_dataset, info).recommend(user)
+        for s in (scorer, _torch_scorer(model))
+    ]
+    by_onnx, by_torch = ([r["id"] for r in answer["recommendations"]] for answer in served)
+    assert by_onnx == by_torch and len(by_onnx) == 5
 
 
 @pytest.mark.faults

@@ -14,7 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
+from shopdistill.components.artifacts import sha256_file
 from shopdistill.components.guide import GuideError, load_guide
+from shopdistill.components.guide import Request as GuideRequest
 from shopdistill.components.registry import Registry
 from shopdistill.components.service import GuideHolder, create_app
 from tests.served import register_two_versions
@@ -203,6 +205,26 @@ def test_torch_and_int8_engines_and_a_checkpoint_serve_the_same_catalogue(champi
     teacher = next((Path(config.runtime.root) / "teachers").glob("*/best.pt"))
     served = load_guide(registry, checkpoint=teacher)
     assert served.info.engine == "torch" and served.info.digests == {"model": str(teacher)}
+
+
+def test_an_ensemble_teacher_is_served_from_its_record(champion, tmp_path):
+    from shopdistill.components.models.checkpoint import write_ensemble
+
+    config, registry = champion
+    teacher = next((Path(config.runtime.root) / "teachers").glob("*/best.pt"))
+    write_ensemble(tmp_path / "pair", [(teacher, sha256_file(teacher))] * 2)
+    single = load_guide(registry, checkpoint=teacher)
+    pair = load_guide(registry, checkpoint=tmp_path / "pair")
+    assert pair.embeddings.shape[1] == 2 * single.embeddings.shape[1]  # the members side by side
+    request = GuideRequest(items=list(single.catalogue.raw[1:4]), k=5)
+    ids = [[r["id"] for r in g.recommend(request)["recommendations"]] for g in (single, pair)]
+    assert ids[0] == ids[1]  # two equal members: the same ranking as one
+    teacher_copy = tmp_path / "member.pt"
+    teacher_copy.write_bytes(teacher.read_bytes())
+    write_ensemble(tmp_path / "changed", [(teacher_copy, sha256_file(teacher_copy))])
+    teacher_copy.write_bytes(b"retrained")
+    with pytest.raises(GuideError, match="changed since"):
+        load_guide(registry, checkpoint=tmp_path / "changed")
 
 
 def _request(k: int = 1):
