@@ -9,7 +9,6 @@ old one serving and is reported in ``/model``, ``/metrics`` and the log.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -143,14 +142,6 @@ def create_app(holder: GuideHolder, *, poll_seconds: float = 30.0) -> FastAPI:
     return app
 
 
-class _Json(JSONResponse):
-    """A response of plain JSON types, encoded once by ``json.dumps`` (FastAPI's default first walks
-    it through ``jsonable_encoder``, which costs more than the recommendation itself)."""
-
-    def render(self, content) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 class _Measure:
     """Request counts and latency per route, as plain ASGI middleware (Starlette's
     ``BaseHTTPMiddleware`` costs far more per request)."""
@@ -181,10 +172,10 @@ def _routes(app: FastAPI, holder: GuideHolder, metrics: Metrics) -> None:
     def page() -> str:
         return resources.files("shopdistill.components").joinpath("static/guide.html").read_text()
 
-    @app.post("/recommend", response_class=_Json)
-    async def recommend(body: RecommendBody) -> _Json:
+    @app.post("/recommend")
+    async def recommend(body: RecommendBody) -> dict:
         # in the event loop: a sub-millisecond CPU call gains nothing from a thread hand-off
-        return _Json(holder.guide.recommend(GuideRequest(**body.model_dump())))
+        return holder.guide.recommend(GuideRequest(**body.model_dump()))
 
     @app.get("/users/{user_id}/recommendations")
     def for_user(
