@@ -257,6 +257,13 @@ _ENGINE_NAMES = {
 }
 
 
+def _table(frame: pd.DataFrame, width: int = 40) -> str:
+    """``frame`` as text, long titles, categories and reasons cut to ``width`` characters."""
+    text = [c for c in ("title", "brand", "category", "reason") if c in frame]
+    cut = {c: frame[c].map(lambda t: t if len(t) <= width else t[: width - 1] + "~") for c in text}
+    return frame.assign(**cut).rename(columns={"id": "item"}).to_string(index=False)
+
+
 def recommend(reg, user: str, k: int, engine: str = "torch", threads: int = 1) -> int:
     """The shopping-guide view of one known user, from the champion (the service's :class:`Guide`)."""
     from shopdistill.components.guide import EngineUnavailableError, GuideError, Request, load_guide
@@ -277,12 +284,10 @@ def recommend(reg, user: str, k: int, engine: str = "torch", threads: int = 1) -
     recent = [catalogue.describe(int(i)) for i in guide.histories[user][-5:]]
     recs = pd.DataFrame(answer["recommendations"])[["id", "score", "title", "brand", "category", "reason"]]
     recs.insert(0, "rank", range(1, len(recs) + 1))
-    pd.set_option("display.width", 200)
-    pd.set_option("display.max_colwidth", 50)
     print(f"{info.name} v{info.version} ({_ENGINE_NAMES[info.engine]}) for user {user}\n\nrecently viewed:")
-    print(pd.DataFrame(recent).rename(columns={"id": "item"}).to_string(index=False))
+    print(_table(pd.DataFrame(recent)))
     print(f"\nrecommended for you (top {k}):")
-    print(recs.rename(columns={"id": "item"}).to_string(index=False))
+    print(_table(recs))
     return 0
 
 
