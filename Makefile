@@ -8,8 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shopdistill-installed
 PROFILE ?= demo
 # dev: pytest, ruff, import-linter; onnx: ONNX export + onnxruntime serving; postgres: MLflow on
-# PostgreSQL (the tests of each skip without it)
-EXTRAS ?= dev,onnx,postgres
+# PostgreSQL; ray: tasks on Ray (the tests of each skip without it)
+EXTRAS ?= dev,onnx,postgres,ray
 
 # The CLI and the test suite set the quiet, offline-safe environment themselves (flows/environment.py).
 

@@ -1,7 +1,8 @@
 """The nightly distillation flow: read top to bottom, it is the pipeline.
 
-    prepare_dataset -> train_teacher -> cache_soft_labels -> distill_student (KD and no-KD)
-    -> evaluate -> decide_gate -> register
+    prepare_dataset -> train_teacher -> cache_soft_labels -> distill_student (KD: one, or several
+    candidates side by side and choose_student) -> distill_student (no-KD) -> evaluate -> decide_gate
+    -> register
 
 ``prepare_dataset`` reads the source, checks it (Great Expectations), preprocesses and checks again.
 
@@ -24,12 +25,27 @@ from prefect.runtime import flow_run as this_run
 from prefect.states import Completed, Failed
 
 from shopdistill.components import stores
-from shopdistill.components.config import PipelineConfig, RunParameters
+from shopdistill.components.artifacts import Handle
+from shopdistill.components.config import (
+    DistillConfig,
+    PipelineConfig,
+    RunParameters,
+    RuntimeConfig,
+    StudentConfig,
+)
+from shopdistill.components.training.warm_start import WarmStart
 from shopdistill.flows.environment import apply_quiet_defaults, exit_on_terminate, show_progress
+from shopdistill.flows.executors import task_resources, task_runner
 from shopdistill.tasks.data import prepare_dataset
 from shopdistill.tasks.evaluation import decide_gate, evaluate
 from shopdistill.tasks.registration import register
-from shopdistill.tasks.training import cache_soft_labels, champion_start, distill_student, train_teacher
+from shopdistill.tasks.training import (
+    cache_soft_labels,
+    champion_start,
+    choose_student,
+    distill_student,
+    train_teacher,
+)
 
 
 class GateFailed(Exception):
@@ -102,16 +118,14 @@ def nightly_distillation(
     config.check_catalogue(dataset.meta["items"])
     teacher = train_teacher(dataset, config.teacher, runtime)
     soft_labels = cache_soft_labels(dataset, teacher, config.distill, runtime)
-    baseline = distill_student(dataset, None, config.student, config.distill, runtime, "student-nokd")
     # on a night after another, the KD student continues from the champion (when its shape fits)
     start = (
         champion_start(dataset, config.student, config.registry, runtime, run_dir)
         if dataset.meta.get("previous")
         else None
     )
-    candidate = distill_student(
-        dataset, soft_labels, config.student, config.distill, runtime, "student-kd", start
-    )
+    candidate, student = kd_student(dataset, soft_labels, config, start, run_dir)
+    baseline = distill_student(dataset, None, student, config.distill, runtime, "student-nokd")
     report = evaluate(
         dataset,
         teacher,
@@ -136,6 +150,48 @@ def nightly_distillation(
         "champion_decayed": report.meta["champion_decayed"],
     }
     return final_state(summary)
+
+
+def kd_student(dataset, soft_labels, config: PipelineConfig, start, run_dir: str):
+    """(the KD student, its settings): the one configured student, or the candidate chosen among
+    ``candidates.students``, trained side by side on ``runtime.executor``."""
+    candidates = config.student_candidates()
+    if not config.candidates.students:
+        name, student, distill = candidates[0]
+        return distill_student(dataset, soft_labels, student, distill, config.runtime, name, start), student
+    runner = task_runner(config.runtime)
+    trained = train_candidates.with_options(task_runner=runner)(
+        dataset, soft_labels, candidates, config.student, config.runtime, start
+    )
+    return choose_student(dataset, trained, candidates, config, run_dir)
+
+
+@flow(name="student-candidates", log_prints=True)
+def train_candidates(
+    dataset: Handle,
+    soft_labels: Handle,
+    candidates: list[tuple[str, StudentConfig, DistillConfig]],
+    configured: StudentConfig,
+    runtime: RuntimeConfig,
+    start: WarmStart | None = None,
+) -> dict[str, Handle]:
+    """Every KD candidate as a task of its own, all submitted at once (``runtime.executor``: one at
+    a time locally, in parallel on Ray). The champion's weights start only the candidate with the
+    champion's settings."""
+    with task_resources(runtime):
+        futures = {
+            name: distill_student.submit(
+                dataset,
+                soft_labels,
+                student,
+                distill,
+                runtime,
+                name,
+                start if student == configured else None,
+            )
+            for name, student, distill in candidates
+        }
+    return {name: future.result() for name, future in futures.items()}
 
 
 def final_state(summary: dict):

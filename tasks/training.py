@@ -6,15 +6,20 @@ trains nothing and still publishes every artifact, marked "reused".
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from shopdistill.components import candidates as candidate_stage
 from shopdistill.components import comparison
-from shopdistill.components.artifacts import Handle
+from shopdistill.components.artifacts import Handle, write_json_atomic
 from shopdistill.components.config import (
     DistillConfig,
+    PipelineConfig,
     RegistryConfig,
     RuntimeConfig,
     StudentConfig,
@@ -23,6 +28,7 @@ from shopdistill.components.config import (
 from shopdistill.components.data.dataset import load_dataset
 from shopdistill.components.distill import student as student_stage
 from shopdistill.components.models.checkpoint import load_teacher
+from shopdistill.components.registration import onnx_export
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import writer as soft_label_stage
 from shopdistill.components.training import teacher as teacher_stage
@@ -108,6 +114,7 @@ def distill_student(
     """With ``soft_labels``: the KD student; without: the same student on hard labels (baseline).
     With ``start``: continued from it for at most ``student.warm.epochs`` epochs."""
     train = warm_train(student.train, student.warm) if start else student.train
+    began = time.time()
     _, result = student_stage.distill_student(
         SequenceData.from_path(dataset.uri),
         student.model,
@@ -131,5 +138,46 @@ def distill_student(
     meta |= {
         "started_from": start.sha256 if start else "cold",
         "generation": start.generation + 1 if start else 0,
+        "valid_ndcg": result.best_valid.get("NDCG@10", 0.0),
+        "trained": {"pid": os.getpid(), "host": socket.gethostname(), "from": began, "to": time.time()},
     }
     return Handle(str(result.checkpoint), result.checkpoint_sha256, "student", meta)
+
+
+@task
+def choose_student(
+    dataset: Handle,
+    trained: dict[str, Handle],
+    candidates: list[tuple[str, StudentConfig, DistillConfig]],
+    config: PipelineConfig,
+    run_dir: str,
+) -> tuple[Handle, StudentConfig]:
+    """The KD candidate the rule keeps (components/candidates.py) and its student settings; every
+    candidate in ``candidates.json`` and the ``student-candidates`` artifact."""
+    ds = load_dataset(dataset.uri)
+    data = SequenceData.from_dataset(ds)
+    rows = []
+    for name, _, _ in candidates:
+        handle = trained[name]
+        export = onnx_export(config, ds, dataset, handle)
+        rows.append(
+            candidate_stage.measure_candidate(
+                name,
+                handle.uri,
+                handle.meta["valid_ndcg"],
+                data,
+                config.candidates.latency_requests,
+                export.path if export else None,
+            )
+        )
+    try:
+        chosen = candidate_stage.choose_candidate(rows, config.candidates)
+    finally:
+        write_json_atomic(Path(run_dir) / "candidates.json", {"candidates": [r.to_dict() for r in rows]})
+    create_markdown_artifact(
+        key="student-candidates",
+        markdown=candidate_stage.candidates_markdown(rows, chosen),
+        description="Student candidates: validation decides",
+    )
+    student = next(s for name, s, _ in candidates if name == chosen.name)
+    return trained[chosen.name], student

@@ -10,6 +10,8 @@ from shopdistill.components.config.run_parameters import RunParameters
 from shopdistill.components.config.schema import (
     CANONICAL_EVENTS,
     AmazonSource,
+    CandidateConfig,
+    CandidatesConfig,
     CatalogFile,
     CatalogMapping,
     ColumnMapping,
@@ -37,6 +39,8 @@ from shopdistill.components.config.schema import (
 __all__ = [
     "CANONICAL_EVENTS",
     "AmazonSource",
+    "CandidateConfig",
+    "CandidatesConfig",
     "CatalogFile",
     "CatalogMapping",
     "ColumnMapping",

@@ -170,8 +170,15 @@ def load_config(
         raise ConfigError(_format_errors(err, origin)) from None
 
 
+EXECUTION_KEYS = ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task")
+
+
 def config_hash(config: BaseModel) -> str:
-    """Stable sha256 of a config section (used in cache keys and registry tags)."""
+    """Stable sha256 of a config section (used in cache keys and registry tags). Where tasks run
+    (``runtime.executor`` and the Ray settings) is left out: it does not change what they compute."""
     from shopdistill.components.artifacts import sha256_json
 
-    return sha256_json(config.model_dump(mode="json"))
+    dumped = config.model_dump(mode="json")
+    for key in EXECUTION_KEYS:
+        dumped.get("runtime", {}).pop(key, None)
+    return sha256_json(dumped)

@@ -292,7 +292,7 @@ class ModelConfig(StrictModel):
 
 def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
     """Leave an option out of a dump while it has its default (stored models are keyed by dumps)."""
-    if dumped.get(key) == default:
+    if key in dumped and dumped[key] == default:
         dumped.pop(key)
     return dumped
 
@@ -446,10 +446,70 @@ class RuntimeConfig(StrictModel):
     output_dir: ResolvedPath | None = Field(None, description="default: $SHOPDISTILL_DATA_DIR or data/")
     threads: int = Field(1, ge=1, description="torch threads; 1 is fastest on 2 busy cores")
     seed: int = Field(0, description="seed of teacher and students")
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="where fanned-out tasks (student candidates) run: one at a time in this process, "
+        "or in parallel on Ray (the [ray] extra; docs/scale-out.md)",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="executor ray: unset starts a local Ray instance for the run; 'auto' or an address joins a cluster",
+    )
+    ray_cpus_per_task: float = Field(1.0, gt=0, description="executor ray: CPUs each task asks Ray for")
+    ray_gpus_per_task: float = Field(0.0, ge=0, description="executor ray: GPUs each task asks Ray for")
 
     @property
     def root(self) -> Path:
         return self.output_dir or default_data_dir()
+
+    @model_serializer(mode="wrap")
+    def _omit_default_executor(self, handler: Any) -> dict[str, Any]:
+        # where tasks run does not change what they compute: left out of dumps at the defaults, so
+        # config hashes (registry tags) do not depend on them
+        dumped = handler(self)
+        defaults = {
+            "executor": "local",
+            "ray_address": None,
+            "ray_cpus_per_task": 1.0,
+            "ray_gpus_per_task": 0.0,
+        }
+        for key, default in defaults.items():
+            dumped = _drop_default(dumped, key, default)
+        return dumped
+
+
+class CandidateConfig(StrictModel):
+    """One student candidate: the ``student.model`` and ``distill`` settings it changes."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="lower-case letters, digits, dashes")
+    model: dict[str, Any] = Field(
+        default_factory=dict, description="student.model keys to change, e.g. {arch: sasrec, d_model: 32}"
+    )
+    distill: dict[str, Any] = Field(
+        default_factory=dict, description="distill keys to change, e.g. {w_ranking: 2.0}"
+    )
+
+
+class CandidatesConfig(StrictModel):
+    """Several KD students trained side by side; the flow keeps one by validation NDCG@10 under the
+    bounds below (components/candidates.py). Empty: the one student of ``student`` and ``distill``."""
+
+    students: list[CandidateConfig] = Field(default_factory=list, description="the candidates")
+    max_params: int | None = Field(None, ge=1, description="most trainable parameters (None: no bound)")
+    max_model_mb: float | None = Field(None, gt=0, description="largest best.pt in MB (None: no bound)")
+    max_p99_ms: float | None = Field(
+        None,
+        gt=0,
+        description="slowest p99 of the exported model, batch 1, one thread, full-catalogue top-10 (None: no bound)",
+    )
+    latency_requests: int = Field(300, ge=20, description="requests behind each candidate's p99")
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> CandidatesConfig:
+        names = [c.name for c in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate names must be unique, got {names}")
+        return self
 
 
 class PipelineConfig(StrictModel):
@@ -460,6 +520,34 @@ class PipelineConfig(StrictModel):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    candidates: CandidatesConfig = CandidatesConfig()
+
+    @model_validator(mode="after")
+    def _candidates_build(self) -> PipelineConfig:
+        self.student_candidates()  # every candidate's settings are valid model / distill settings
+        return self
+
+    def student_candidates(self) -> list[tuple[str, StudentConfig, DistillConfig]]:
+        """(name, student, distill) of each KD candidate; without candidates, the one student."""
+        if not self.candidates.students:
+            return [("student-kd", self.student, self.distill)]
+        out = []
+        for c in self.candidates.students:
+            try:
+                model = ModelConfig(**{**self.student.model.model_dump(), **c.model})
+                distill = DistillConfig(**{**self.distill.model_dump(), **c.distill})
+            except ValueError as exc:
+                raise ValueError(f"candidates.students[{c.name}]: {exc}") from None
+            out.append((f"student-kd-{c.name}", self.student.model_copy(update={"model": model}), distill))
+        return out
+
+    @model_serializer(mode="wrap")
+    def _omit_default_candidates(self, handler: Any) -> dict[str, Any]:
+        # no candidates: the dump (and the config hash) is that of the one-student pipeline
+        dumped = handler(self)
+        if not self.candidates.students and self.candidates == CandidatesConfig():
+            dumped.pop("candidates", None)
+        return dumped
 
     def check_catalogue(self, n_items: int) -> None:
         """The settings that depend on the data, checked once it is prepared and before any training."""
