@@ -48,6 +48,7 @@ class CandidateRow:
     checkpoint: str
     over: list[str] = field(default_factory=list)  # the bounds it is over
     chosen: bool = False
+    trained: dict[str, Any] = field(default_factory=dict)  # where and when it trained
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

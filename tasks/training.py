@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import task
@@ -160,16 +161,15 @@ def choose_student(
     for name, _, _ in candidates:
         handle = trained[name]
         export = onnx_export(config, ds, dataset, handle)
-        rows.append(
-            candidate_stage.measure_candidate(
-                name,
-                handle.uri,
-                handle.meta["valid_ndcg"],
-                data,
-                config.candidates.latency_requests,
-                export.path if export else None,
-            )
+        measured = candidate_stage.measure_candidate(
+            name,
+            handle.uri,
+            handle.meta["valid_ndcg"],
+            data,
+            config.candidates.latency_requests,
+            export.path if export else None,
         )
+        rows.append(replace(measured, trained=handle.meta.get("trained", {})))
     try:
         chosen = candidate_stage.choose_candidate(rows, config.candidates)
     finally:

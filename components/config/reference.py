@@ -81,7 +81,7 @@ def _section(model: type[BaseModel], prefix: str, out: list[str], title: str = "
         desc = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{key}` | {_type_name(annotation)} | {_default(field)} | {desc} |")
     if rows:
-        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
         out += [f"## {title or f'`{prefix}`'}", ""] + ([doc, ""] if doc and "pydantic" not in doc else [])
         out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
     for key, cls, heading in nested:

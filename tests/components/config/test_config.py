@@ -149,3 +149,49 @@ def test_the_form_offers_the_profiles_and_shows_their_values(tmp_path):
     file = tmp_path / "shop.yaml"
     file.write_text("extends: demo\nstudent:\n  model:\n    d_model: 24\n")
     assert RunParameters(config_file=str(file), teacher_epochs=3).to_config().student.model.d_model == 24
+
+
+def test_candidates_change_only_their_keys_and_are_checked_when_loaded():
+    config = load_config(
+        profile="demo",
+        overrides=[
+            "candidates.students=[{name: wide, model: {d_model: 32}}, {name: rank, distill: {w_ranking: 2.0}}]"
+        ],
+    )
+    (n1, s1, d1), (n2, s2, d2) = config.student_candidates()
+    assert (n1, s1.model.d_model, s1.model.arch, d1.w_ranking) == (
+        "student-kd-wide",
+        32,
+        "gru",
+        config.distill.w_ranking,
+    )
+    assert (n2, s2, d2.w_ranking, d2.temperature) == (
+        "student-kd-rank",
+        config.student,
+        2.0,
+        config.distill.temperature,
+    )
+    assert load_config(profile="demo").student_candidates() == [
+        ("student-kd", config.student, config.distill)
+    ]
+    bad = {
+        "candidates.students=[{name: a, model: {arch: sasrec, d_model: 33, n_heads: 2}}]": "divisible by n_heads",
+        "candidates.students=[{name: a, distill: {w_ranking: -1}}]": "candidates.students\\[a\\]",
+        "candidates.students=[{name: a}, {name: a}]": "candidate names must be unique",
+        "candidates.students=[{name: Bad_Name}]": "candidates.students.0.name",
+        "candidates.students=[{name: a, model: {widht: 8}}]": "widht",
+    }
+    for override, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            load_config(profile="demo", overrides=[override])
+
+
+def test_where_tasks_run_changes_neither_the_hash_nor_a_default_dump():
+    demo = load_config(profile="demo")
+    on_ray = load_config(profile="demo", overrides=["runtime.executor=ray", "runtime.ray_cpus_per_task=2"])
+    assert config_hash(on_ray) == config_hash(demo)
+    assert "executor" not in demo.runtime.model_dump() and "candidates" not in demo.model_dump()
+    assert on_ray.runtime.model_dump()["executor"] == "ray"  # kept when set: a flow parameter round-trips
+    assert PipelineConfig.model_validate(on_ray.model_dump(mode="json")) == on_ray
+    with pytest.raises(ConfigError, match="runtime.executor"):
+        load_config(profile="demo", overrides=["runtime.executor=dask"])

@@ -1,0 +1,66 @@
+"""Student candidates in the nightly flow: side by side, chosen on validation, locally and on Ray."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from prefect.artifacts import Artifact
+
+from shopdistill.components.artifacts import sha256_file
+from shopdistill.components.registry import Registry
+from shopdistill.flows.nightly import nightly_distillation
+from tests.flows.test_nightly import tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+CANDIDATES = "candidates.students=[{name: gru, model: {}}, {name: sasrec, model: {arch: sasrec}}]"
+
+
+def run(config):
+    return nightly_distillation(config=config, latency_requests=20, return_state=True)
+
+
+def candidates_of(state) -> list[dict]:
+    run_dir = Path(state.result()["run_dir"])
+    return json.loads((run_dir / "candidates.json").read_text())["candidates"]
+
+
+def check_the_choice(config, state) -> list[dict]:
+    """Both candidates measured; the chosen one is the best on validation and is what was registered."""
+    assert state.is_completed(), state.message
+    rows = candidates_of(state)
+    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-sasrec"]
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["valid_ndcg"] == max(r["valid_ndcg"] for r in rows)
+    assert {r["arch"] for r in rows} == {"gru", "sasrec"} and all(r["latency_engine"] == "onnx" for r in rows)
+    champion = Registry(config.registry, config.runtime.root).champion()
+    assert champion.tags["student_digest"] == sha256_file(chosen[0]["checkpoint"])
+    table = Artifact.get("student-candidates").data
+    assert "| student-kd-sasrec | sasrec |" in table and "chosen" in table
+    return rows
+
+
+def test_candidates_train_one_after_another_locally_and_the_best_on_validation_is_kept(tmp_path):
+    config = tiny_config(tmp_path, CANDIDATES)
+    rows = check_the_choice(config, run(config))
+    spans = sorted((r["trained"]["from"], r["trained"]["to"]) for r in rows)
+    assert spans[0][1] <= spans[1][0]  # locally: one at a time
+
+
+def test_when_no_candidate_fits_the_run_fails_and_registers_nothing(tmp_path):
+    config = tiny_config(tmp_path, CANDIDATES, "candidates.max_params=10")
+    state = run(config)
+    assert state.is_failed() and "no student candidate fits the bounds" in state.message
+    assert "student-kd-gru: " in state.message and "parameters > 10" in state.message
+    assert Registry(config.registry, config.runtime.root).versions() == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the [ray] extra")
+def test_on_a_local_ray_instance_the_candidates_train_in_parallel(tmp_path):
+    config = tiny_config(tmp_path, CANDIDATES, "runtime.executor=ray")
+    rows = check_the_choice(config, run(config))
+    trained = [r["trained"] for r in rows]
+    assert all(t["pid"] != os.getpid() for t in trained)  # in Ray workers, not the flow's process
+    assert max(t["from"] for t in trained) < min(t["to"] for t in trained)  # at the same time
