@@ -9,4 +9,5 @@ TINY_PIPELINE = [
     "student.model.d_model=8",
     "student.train.epochs=2",
     "distill.top_k=10",
+    "candidates.students=[]",  # one student: the candidates have tests of their own
 ]

@@ -10,8 +10,9 @@ from prefect.artifacts import Artifact
 
 from shopdistill.components.artifacts import sha256_file
 from shopdistill.components.registry import Registry
+from shopdistill.flows.cli import main as cli
 from shopdistill.flows.nightly import nightly_distillation
-from tests.flows.test_nightly import tiny_config
+from tests.flows.test_nightly import TINY, tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -58,9 +59,18 @@ def test_when_no_candidate_fits_the_run_fails_and_registers_nothing(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the [ray] extra")
-def test_on_a_local_ray_instance_the_candidates_train_in_parallel(tmp_path):
-    config = tiny_config(tmp_path, CANDIDATES, "runtime.executor=ray")
-    rows = check_the_choice(config, run(config))
+def test_the_demo_on_a_local_ray_instance_trains_its_candidates_in_parallel(tmp_path, capsys):
+    """``shopdistill run --profile demo --set runtime.executor=ray``, on tiny data."""
+    tiny = [o for o in TINY if not o.startswith("candidates.")]  # the demo's own candidates
+    sets = [
+        a for o in [*tiny, f"runtime.output_dir={tmp_path}", "runtime.executor=ray"] for a in ("--set", o)
+    ]
+    assert cli(["run", "--profile", "demo", *sets]) == 0, capsys.readouterr().err
+    (report,) = tmp_path.glob("runs/*/candidates.json")
+    rows = json.loads(report.read_text())["candidates"]
+    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-sasrec"] and sum(
+        r["chosen"] for r in rows
+    ) == 1
     trained = [r["trained"] for r in rows]
     assert all(t["pid"] != os.getpid() for t in trained)  # in Ray workers, not the flow's process
     assert max(t["from"] for t in trained) < min(t["to"] for t in trained)  # at the same time

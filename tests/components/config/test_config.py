@@ -171,9 +171,8 @@ def test_candidates_change_only_their_keys_and_are_checked_when_loaded():
         2.0,
         config.distill.temperature,
     )
-    assert load_config(profile="demo").student_candidates() == [
-        ("student-kd", config.student, config.distill)
-    ]
+    beauty = load_config(profile="beauty")  # no candidates: the one student
+    assert beauty.student_candidates() == [("student-kd", beauty.student, beauty.distill)]
     bad = {
         "candidates.students=[{name: a, model: {arch: sasrec, d_model: 33, n_heads: 2}}]": "divisible by n_heads",
         "candidates.students=[{name: a, distill: {w_ranking: -1}}]": "candidates.students\\[a\\]",
@@ -190,7 +189,8 @@ def test_where_tasks_run_changes_neither_the_hash_nor_a_default_dump():
     demo = load_config(profile="demo")
     on_ray = load_config(profile="demo", overrides=["runtime.executor=ray", "runtime.ray_cpus_per_task=2"])
     assert config_hash(on_ray) == config_hash(demo)
-    assert "executor" not in demo.runtime.model_dump() and "candidates" not in demo.model_dump()
+    assert "executor" not in demo.runtime.model_dump() and "candidates" in demo.model_dump()
+    assert "candidates" not in load_config(profile="beauty").model_dump()  # none: the one-student dump
     assert on_ray.runtime.model_dump()["executor"] == "ray"  # kept when set: a flow parameter round-trips
     assert PipelineConfig.model_validate(on_ray.model_dump(mode="json")) == on_ray
     with pytest.raises(ConfigError, match="runtime.executor"):
