@@ -8,7 +8,7 @@ student.
     <root>/datasets/<name>-<digest12>/                 the prepared dataset (content digest)
     <root>/teachers/<name>-<key12>/                    one teacher: dataset digest, teacher config, seed
     <root>/teachers/<name>-ensemble-<key12>/           an ensemble record: its members' checkpoint digests
-    <root>/soft_labels/<teacher12>-<data12>-k<K>-<dtype>[-hidden]/   the teacher's soft labels
+    <root>/soft_labels/<teacher12>-<data12>-k<K>-<dtype>[-hidden][-s<shards>]/   the teacher's soft labels
     <root>/students/<key12>/                           a student (see :func:`student_key`)
     <root>/exports/<key12>/                            a student's ONNX export: student + dataset + code
     <root>/runs/<UTC stamp>-<label>-<name>-<random6>/  one run's reports (never reused)
@@ -52,10 +52,16 @@ def ensemble_dir(root: Path, data_name: str, member_digests: list[str]) -> Path:
 
 
 def soft_labels_dir(
-    root: Path, teacher_digest: str, dataset_digest: str, top_k: int, dtype: str, hidden: bool
+    root: Path,
+    teacher_digest: str,
+    dataset_digest: str,
+    top_k: int,
+    dtype: str,
+    hidden: bool,
+    shards: int = 1,
 ) -> Path:
     name = f"{teacher_digest[:12]}-{dataset_digest[:12]}-k{top_k}-{dtype}" + ("-hidden" if hidden else "")
-    return Path(root) / "soft_labels" / name
+    return Path(root) / "soft_labels" / (name + (f"-s{shards}" if shards > 1 else ""))
 
 
 def student_key(

@@ -1,6 +1,6 @@
 """The nightly distillation flow: read top to bottom, it is the pipeline.
 
-    prepare_dataset -> train_teacher -> cache_soft_labels -> distill_student (KD: one, or several
+    prepare_dataset -> train_teacher -> cache_soft_labels (or its shards) -> distill_student (KD: one, or several
     candidates side by side and choose_student) -> distill_student (no-KD) -> evaluate -> decide_gate
     -> register
 
@@ -44,6 +44,8 @@ from shopdistill.tasks.training import (
     champion_start,
     choose_student,
     distill_student,
+    finish_soft_labels,
+    soft_label_part,
     train_teacher,
 )
 
@@ -117,7 +119,7 @@ def nightly_distillation(
     log.info("Data Docs %s/data_docs/index.html", run_dir)
     config.check_catalogue(dataset.meta["items"])
     teacher = train_teacher(dataset, config.teacher, runtime)
-    soft_labels = cache_soft_labels(dataset, teacher, config.distill, runtime)
+    soft_labels = soft_labels_of(dataset, teacher, config.distill, runtime)
     # on a night after another, the KD student continues from the champion (when its shape fits)
     start = (
         champion_start(dataset, config.student, config.registry, runtime, run_dir)
@@ -150,6 +152,28 @@ def nightly_distillation(
         "champion_decayed": report.meta["champion_decayed"],
     }
     return final_state(summary)
+
+
+def soft_labels_of(dataset, teacher, distill: DistillConfig, runtime: RuntimeConfig):
+    """The teacher's soft labels: one pass, or ``runtime.soft_label_shards`` parts on ``runtime.executor``."""
+    if runtime.soft_label_shards == 1:
+        return cache_soft_labels(dataset, teacher, distill, runtime)
+    return shard_soft_labels.with_options(task_runner=task_runner(runtime))(
+        dataset, teacher, distill, runtime
+    )
+
+
+@flow(name="soft-label-shards", log_prints=True)
+def shard_soft_labels(
+    dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig
+) -> Handle:
+    """Each user shard of the soft labels as a task of its own, then one manifest over the parts."""
+    with task_resources(runtime):
+        parts = [
+            soft_label_part.submit(dataset, teacher, distill, runtime, i)
+            for i in range(runtime.soft_label_shards)
+        ]
+    return finish_soft_labels(dataset, teacher, distill, runtime, [p.result() for p in parts])
 
 
 def kd_student(dataset, soft_labels, config: PipelineConfig, start, run_dir: str):

@@ -16,7 +16,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from shopdistill.components import candidates as candidate_stage
-from shopdistill.components import comparison
+from shopdistill.components import comparison, stores
 from shopdistill.components.artifacts import Handle, write_json_atomic
 from shopdistill.components.config import (
     DistillConfig,
@@ -31,8 +31,10 @@ from shopdistill.components.distill import student as student_stage
 from shopdistill.components.models.checkpoint import load_teacher
 from shopdistill.components.registration import onnx_export
 from shopdistill.components.sequences import SequenceData
+from shopdistill.components.soft_labels import shards as shard_stage
 from shopdistill.components.soft_labels import writer as soft_label_stage
 from shopdistill.components.training import teacher as teacher_stage
+from shopdistill.components.training.runtime import configure_torch
 from shopdistill.components.training.warm_start import WarmStart, warm_train
 from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
 from shopdistill.tasks.publish import soft_labels_markdown, student_markdown, teacher_markdown
@@ -84,6 +86,65 @@ def cache_soft_labels(
         top_k=distill.top_k,
         logits_dtype=distill.logits_dtype,
         cache_hidden=distill.cache_hidden,
+    )
+    create_markdown_artifact(
+        key="soft-labels",
+        markdown=soft_labels_markdown(manifest, handle.uri, reused),
+        description="Teacher soft-label cache",
+    )
+    return Handle(handle.uri, handle.sha256, handle.kind, {"rows": manifest["rows"], "reused": reused})
+
+
+def _soft_label_key(dataset: Handle, teacher: Handle, distill: DistillConfig) -> dict:
+    return {
+        "teacher_digest": teacher.sha256,
+        "dataset_digest": dataset.sha256,
+        "max_len": teacher.meta["max_len"],
+        "top_k": distill.top_k,
+        "logits_dtype": distill.logits_dtype,
+        "cache_hidden": distill.cache_hidden,
+    }
+
+
+def _shards_dir(dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig) -> Path:
+    return stores.soft_labels_dir(
+        runtime.root,
+        teacher.sha256,
+        dataset.sha256,
+        distill.top_k,
+        distill.logits_dtype,
+        distill.cache_hidden,
+        runtime.soft_label_shards,
+    )
+
+
+@task(**EXPENSIVE)
+def soft_label_part(
+    dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig, index: int
+) -> dict:
+    """Part ``index`` of ``runtime.soft_label_shards`` of the teacher's soft labels (reused if intact)."""
+    configure_torch(runtime.threads)
+    record, _ = shard_stage.write_part(
+        load_teacher(teacher.uri, teacher.sha256),
+        SequenceData.from_path(dataset.uri),
+        _shards_dir(dataset, teacher, distill, runtime),
+        index,
+        runtime.soft_label_shards,
+        _soft_label_key(dataset, teacher, distill),
+    )
+    return record
+
+
+@task(**EXPENSIVE)
+def finish_soft_labels(
+    dataset: Handle, teacher: Handle, distill: DistillConfig, runtime: RuntimeConfig, parts: list[dict]
+) -> Handle:
+    """One manifest over the soft-label parts (components/soft_labels/shards.py)."""
+    handle, manifest, reused = shard_stage.finish_parts(
+        load_teacher(teacher.uri, teacher.sha256),
+        _shards_dir(dataset, teacher, distill, runtime),
+        parts,
+        _soft_label_key(dataset, teacher, distill),
     )
     create_markdown_artifact(
         key="soft-labels",

@@ -457,6 +457,13 @@ class RuntimeConfig(StrictModel):
     )
     ray_cpus_per_task: float = Field(1.0, gt=0, description="executor ray: CPUs each task asks Ray for")
     ray_gpus_per_task: float = Field(0.0, ge=0, description="executor ray: GPUs each task asks Ray for")
+    soft_label_shards: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="user shards of the teacher's soft-label pass, each a task (in parallel on Ray); "
+        "1: one file written in one pass",
+    )
 
     @property
     def root(self) -> Path:

@@ -26,8 +26,10 @@ class SoftLabelReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.manifest = verify_soft_labels(self.path)
-        self._file = pq.ParquetFile(self.path / DATA_FILE)
-        self.has_hidden = "hidden" in self._file.schema_arrow.names
+        # one file, or the parts of a sharded cache in order (shards.py)
+        files = [pq.ParquetFile(self.path / name) for name in self.manifest.get("parts", [DATA_FILE])]
+        self._groups = [(f, i) for f in files for i in range(f.num_row_groups)]
+        self.has_hidden = "hidden" in files[0].schema_arrow.names
         self._logits_dtype = np.float16 if self.manifest.get("logits_dtype") == "float16" else np.float32
 
     def teacher_items(self) -> np.ndarray:
@@ -42,10 +44,11 @@ class SoftLabelReader:
 
     @property
     def num_row_groups(self) -> int:
-        return self._file.num_row_groups
+        return len(self._groups)
 
     def read_block(self, index: int) -> SoftLabelBlock:
-        t = self._file.read_row_group(index)
+        file, group = self._groups[index]
+        t = file.read_row_group(group)
 
         def fixed(name: str, dtype) -> np.ndarray:
             col = t.column(name).combine_chunks()

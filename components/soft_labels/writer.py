@@ -42,7 +42,7 @@ def teacher_item_embeddings(teacher: nn.Module) -> np.ndarray:
     return torch.cat([m.output_weight().detach().float() for m in members], dim=1).numpy()
 
 
-def _write_items(folder: Path, teacher: nn.Module) -> dict[str, Any]:
+def write_items(folder: Path, teacher: nn.Module) -> dict[str, Any]:
     path = folder / ITEMS_FILE
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.save(f, teacher_item_embeddings(teacher))
@@ -82,7 +82,7 @@ def cache_soft_labels(
         teacher.eval()
         users = data.train_users()
         with atomic_directory(target, overwrite=True) as tmp:
-            rows, hidden_dim = _write_rows(
+            rows, hidden_dim = write_rows(
                 teacher,
                 data,
                 users,
@@ -131,12 +131,12 @@ def _files(folder: Path, teacher: nn.Module) -> dict[str, Any]:
         "row_groups": pq.ParquetFile(file).num_row_groups,
         "files": {
             DATA_FILE: {"sha256": sha256_file(file), "bytes": file.stat().st_size},
-            ITEMS_FILE: _write_items(folder, teacher),
+            ITEMS_FILE: write_items(folder, teacher),
         },
     }
 
 
-def _write_rows(
+def write_rows(
     teacher: nn.Module,
     data: SequenceData,
     users: np.ndarray,

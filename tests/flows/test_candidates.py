@@ -43,9 +43,15 @@ def check_the_choice(config, state) -> list[dict]:
     return rows
 
 
+def soft_label_parts(root: Path) -> list[str]:
+    (manifest,) = root.glob("soft_labels/*/manifest.json")
+    return json.loads(manifest.read_text()).get("parts", [])
+
+
 def test_candidates_train_one_after_another_locally_and_the_best_on_validation_is_kept(tmp_path):
-    config = tiny_config(tmp_path, CANDIDATES)
+    config = tiny_config(tmp_path, CANDIDATES, "runtime.soft_label_shards=2")
     rows = check_the_choice(config, run(config))
+    assert soft_label_parts(tmp_path) == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
     spans = sorted((r["trained"]["from"], r["trained"]["to"]) for r in rows)
     assert spans[0][1] <= spans[1][0]  # locally: one at a time
 
@@ -62,15 +68,14 @@ def test_when_no_candidate_fits_the_run_fails_and_registers_nothing(tmp_path):
 def test_the_demo_on_a_local_ray_instance_trains_its_candidates_in_parallel(tmp_path, capsys):
     """``shopdistill run --profile demo --set runtime.executor=ray``, on tiny data."""
     tiny = [o for o in TINY if not o.startswith("candidates.")]  # the demo's own candidates
-    sets = [
-        a for o in [*tiny, f"runtime.output_dir={tmp_path}", "runtime.executor=ray"] for a in ("--set", o)
-    ]
+    ray = ["runtime.executor=ray", "runtime.soft_label_shards=2"]
+    sets = [a for o in [*tiny, f"runtime.output_dir={tmp_path}", *ray] for a in ("--set", o)]
     assert cli(["run", "--profile", "demo", *sets]) == 0, capsys.readouterr().err
     (report,) = tmp_path.glob("runs/*/candidates.json")
     rows = json.loads(report.read_text())["candidates"]
-    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-sasrec"] and sum(
-        r["chosen"] for r in rows
-    ) == 1
+    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-sasrec"]
+    assert sum(r["chosen"] for r in rows) == 1
     trained = [r["trained"] for r in rows]
     assert all(t["pid"] != os.getpid() for t in trained)  # in Ray workers, not the flow's process
     assert max(t["from"] for t in trained) < min(t["to"] for t in trained)  # at the same time
+    assert len(soft_label_parts(tmp_path)) == 2  # the teacher's pass in two user shards
