@@ -32,6 +32,7 @@ from shopdistill.components.config import (
     RunParameters,
     RuntimeConfig,
     StudentConfig,
+    TeacherConfig,
 )
 from shopdistill.components.training.warm_start import WarmStart
 from shopdistill.flows.environment import apply_quiet_defaults, exit_on_terminate, show_progress
@@ -40,6 +41,7 @@ from shopdistill.tasks.data import prepare_dataset
 from shopdistill.tasks.evaluation import decide_gate, evaluate
 from shopdistill.tasks.registration import register
 from shopdistill.tasks.training import (
+    assemble_teacher,
     cache_soft_labels,
     champion_start,
     choose_student,
@@ -47,6 +49,7 @@ from shopdistill.tasks.training import (
     finish_soft_labels,
     soft_label_part,
     train_teacher,
+    train_teacher_member,
 )
 
 
@@ -118,7 +121,7 @@ def nightly_distillation(
     dataset = prepare_dataset(config.data, root, run_dir)
     log.info("Data Docs %s/data_docs/index.html", run_dir)
     config.check_catalogue(dataset.meta["items"])
-    teacher = train_teacher(dataset, config.teacher, runtime)
+    teacher = teacher_of(dataset, config.teacher, runtime)
     soft_labels = soft_labels_of(dataset, teacher, config.distill, runtime)
     # on a night after another, the KD student continues from the champion (when its shape fits)
     start = (
@@ -152,6 +155,21 @@ def nightly_distillation(
         "champion_decayed": report.meta["champion_decayed"],
     }
     return final_state(summary)
+
+
+def teacher_of(dataset, teacher: TeacherConfig, runtime: RuntimeConfig):
+    """The teacher: trained in one task, or on Ray an ensemble's members as parallel tasks."""
+    if runtime.executor != "ray" or teacher.ensemble == 1:
+        return train_teacher(dataset, teacher, runtime)
+    return train_ensemble.with_options(task_runner=task_runner(runtime))(dataset, teacher, runtime)
+
+
+@flow(name="teacher-ensemble", log_prints=True)
+def train_ensemble(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig) -> Handle:
+    """Each member of the ensemble teacher as a task of its own, then the ensemble's record."""
+    with task_resources(runtime):
+        members = [train_teacher_member.submit(dataset, teacher, runtime, i) for i in range(teacher.ensemble)]
+    return assemble_teacher(dataset, teacher, runtime, [m.result() for m in members])
 
 
 def soft_labels_of(dataset, teacher, distill: DistillConfig, runtime: RuntimeConfig):

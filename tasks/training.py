@@ -59,6 +59,35 @@ def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfi
         previous_dataset=dataset.meta.get("previous"),
         threads=runtime.threads,
     )
+    return _teacher_handle(teacher, run)
+
+
+@task(**EXPENSIVE)
+def train_teacher_member(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig, index: int):
+    """Member ``index`` of an ensemble teacher on its own (the members train in parallel on Ray)."""
+    return teacher_stage.train_member(
+        teacher,
+        SequenceData.from_path(dataset.uri),
+        dataset.sha256,
+        runtime.root,
+        dataset.meta["name"],
+        runtime.seed,
+        index,
+        previous_dataset=dataset.meta.get("previous"),
+        threads=runtime.threads,
+    )
+
+
+@task
+def assemble_teacher(
+    dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfig, members: list
+) -> Handle:
+    """The ensemble record of the members trained by :func:`train_teacher_member`."""
+    _, run = teacher_stage.assemble_teacher(teacher, runtime.root, dataset.meta["name"], members)
+    return _teacher_handle(teacher, run)
+
+
+def _teacher_handle(teacher: TeacherConfig, run) -> Handle:
     best = [m.best_valid["NDCG@10"] for m in run.members]
     create_markdown_artifact(
         key="teacher-metrics",

@@ -62,14 +62,39 @@ def train_teacher(
     (last night's dataset digest), each member continues from last night's member when there is one
     and no cold start is due (``warm_start.py``).
     """
-    results, started = [], []
-    for member_seed in range(seed, seed + t_cfg.ensemble):
-        name = "teacher" if t_cfg.ensemble == 1 else f"teacher-{member_seed - seed + 1}of{t_cfg.ensemble}"
-        result, warm = _train_member(
-            t_cfg, data, dataset_digest, root, data_name, member_seed, previous_dataset, threads, log, name
-        )
-        results.append(result)
-        started.append(warm.sha256 if warm else None)
+    members = [
+        train_member(t_cfg, data, dataset_digest, root, data_name, seed, i, previous_dataset, threads, log)
+        for i in range(t_cfg.ensemble)
+    ]
+    return assemble_teacher(t_cfg, root, data_name, members)
+
+
+def train_member(
+    t_cfg: TeacherConfig,
+    data: SequenceData,
+    dataset_digest: str,
+    root: Path,
+    data_name: str,
+    seed: int,
+    index: int,
+    previous_dataset: str | None = None,
+    threads: int = 1,
+    log: Callable[[str], None] = progress,
+) -> tuple[TrainResult, str | None]:
+    """Member ``index`` of the teacher (seed ``seed + index``), on its own, in any process: its
+    training result and the digest it warm-started from (None: cold)."""
+    name = "teacher" if t_cfg.ensemble == 1 else f"teacher-{index + 1}of{t_cfg.ensemble}"
+    result, warm = _train_member(
+        t_cfg, data, dataset_digest, root, data_name, seed + index, previous_dataset, threads, log, name
+    )
+    return result, warm.sha256 if warm else None
+
+
+def assemble_teacher(
+    t_cfg: TeacherConfig, root: Path, data_name: str, members: list[tuple[TrainResult, str | None]]
+) -> tuple[torch.nn.Module, TeacherRun]:
+    """The teacher of the trained ``members`` (in member order): the one model, or their ensemble record."""
+    results, started = [r for r, _ in members], [s for _, s in members]
     if t_cfg.ensemble == 1:
         run = TeacherRun(results[0].checkpoint, results[0].checkpoint_sha256, results, started)
     else:

@@ -1,4 +1,5 @@
-"""Student candidates in the nightly flow: side by side, chosen on validation, locally and on Ray."""
+"""Fanned-out stages of the nightly flow: student candidates chosen on validation, soft-label shards,
+ensemble members; locally and on a local Ray instance."""
 
 import importlib.util
 import json
@@ -68,7 +69,7 @@ def test_when_no_candidate_fits_the_run_fails_and_registers_nothing(tmp_path):
 def test_the_demo_on_a_local_ray_instance_trains_its_candidates_in_parallel(tmp_path, capsys):
     """``shopdistill run --profile demo --set runtime.executor=ray``, on tiny data."""
     tiny = [o for o in TINY if not o.startswith("candidates.")]  # the demo's own candidates
-    ray = ["runtime.executor=ray", "runtime.soft_label_shards=2"]
+    ray = ["runtime.executor=ray", "runtime.soft_label_shards=2", "teacher.ensemble=2"]
     sets = [a for o in [*tiny, f"runtime.output_dir={tmp_path}", *ray] for a in ("--set", o)]
     assert cli(["run", "--profile", "demo", *sets]) == 0, capsys.readouterr().err
     (report,) = tmp_path.glob("runs/*/candidates.json")
@@ -79,3 +80,5 @@ def test_the_demo_on_a_local_ray_instance_trains_its_candidates_in_parallel(tmp_
     assert all(t["pid"] != os.getpid() for t in trained)  # in Ray workers, not the flow's process
     assert max(t["from"] for t in trained) < min(t["to"] for t in trained)  # at the same time
     assert len(soft_label_parts(tmp_path)) == 2  # the teacher's pass in two user shards
+    (record,) = tmp_path.glob("teachers/*-ensemble-*/ensemble.json")  # members trained as two tasks
+    assert len(json.loads(record.read_text())["members"]) == 2
