@@ -244,9 +244,9 @@ def serve_api(config: PipelineConfig, args: argparse.Namespace) -> int:
     print(
         f"serving {info.name} v{info.version} ({info.engine}) on http://{args.host}:{args.port}", flush=True
     )
-    uvicorn.run(
-        create_app(holder, poll_seconds=args.poll), host=args.host, port=args.port, log_level="warning"
-    )
+    app = create_app(holder, poll_seconds=args.poll)
+    # no access log: /metrics counts every request by endpoint and status
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 
