@@ -20,9 +20,9 @@ from shopdistill.components.export import (
     export_student,
     require_onnx,
 )
+from shopdistill.components.guide import Guide, ModelInfo, Request, _item_vectors, _torch_scorer
 from shopdistill.components.models import build_model
 from shopdistill.components.models.checkpoint import save_model
-from shopdistill.components.guide import Guide, ModelInfo, Request, _item_vectors, _torch_scorer
 from shopdistill.components.serving import NextItemScorer
 
 MAX_LEN = 6
