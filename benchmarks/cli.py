@@ -52,6 +52,11 @@ def register(
     add_config_args(nights)
     nights.add_argument("--from", dest="first", required=True, help="first night, YYYY-MM-DD")
     nights.add_argument("--to", dest="last", required=True, help="last night, YYYY-MM-DD")
+    scale = bench_sub.add_parser(
+        "scale-out", help="four student candidates and the soft labels, one at a time vs on Ray"
+    )
+    add_config_args(scale)
+    scale.add_argument("--shards", type=int, default=2, help="soft-label shards of the Ray run")
     serve = bench_sub.add_parser("serve", help="load test of the recommendation service (serve-api)")
     add_config_args(serve)
     serve.add_argument("--requests", type=int, default=2000, help="most requests per concurrency level")
@@ -66,6 +71,8 @@ def run_bench(config: PipelineConfig, args: argparse.Namespace) -> int:
         return bench_nights(config, args.first, args.last)
     if args.bench_command == "serve":
         return bench_serve(config, args)
+    if args.bench_command == "scale-out":
+        return bench_scale_out(config, args)
     if args.bench_command == "study":
         return bench_study(config, args)
     if args.bench_command == "speed":
@@ -115,6 +122,22 @@ def bench_nights(config: PipelineConfig, first: str, last: str) -> int:
         return 1
     print((out / "nights.md").read_text())
     print(f"report: {out / 'nights.md'} (+ nights.json)")
+    return 0
+
+
+def bench_scale_out(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """The fanned-out stages one at a time and on a local Ray instance (benchmarks/scale_out.py)."""
+    from shopdistill.benchmarks.scale_out import run_scale_out_benchmark
+
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-scale-out")
+    source = ("--config", str(args.config)) if args.config else ("--profile", args.profile or "demo")
+    try:
+        run_scale_out_benchmark(out, source=source, shards=args.shards, overrides=args.overrides)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    print((out / "scale_out.md").read_text())
+    print(f"report: {out / 'scale_out.md'} (+ scale_out.json)")
     return 0
 
 

@@ -92,7 +92,7 @@ def write_part(
         (target / MANIFEST).unlink(missing_ok=True)  # the cache is incomplete until finish_parts
         teacher.eval()
         users = shard_users(data.train_users(), index, shards)
-        t0 = time.perf_counter()
+        t0, began = time.perf_counter(), time.time()
         with atomic_file(path) as tmp:
             args = (key["max_len"], key["top_k"], key["logits_dtype"], key["cache_hidden"])
             rows, hidden_dim = write_rows(teacher, data, users, tmp, *args, users_per_group, batch_size)
@@ -109,6 +109,7 @@ def write_part(
             "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
             "seconds": round(time.perf_counter() - t0, 3),
+            "written": {"from": began, "to": time.time()},
         }
         write_json_atomic(path.with_suffix(".json"), record)
     return record, False
