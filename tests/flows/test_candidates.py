@@ -74,7 +74,7 @@ def test_the_demo_on_a_local_ray_instance_trains_its_candidates_in_parallel(tmp_
     assert cli(["run", "--profile", "demo", *sets]) == 0, capsys.readouterr().err
     (report,) = tmp_path.glob("runs/*/candidates.json")
     rows = json.loads(report.read_text())["candidates"]
-    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-sasrec"]
+    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-gru-rank"]
     assert sum(r["chosen"] for r in rows) == 1
     trained = [r["trained"] for r in rows]
     assert all(t["pid"] != os.getpid() for t in trained)  # in Ray workers, not the flow's process
