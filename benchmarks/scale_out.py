@@ -90,6 +90,7 @@ def _spans(root: Path) -> dict[str, Any]:
         },
         "candidates_span": (min(s for s, _ in spans), max(e for _, e in spans)),
         "candidate_seconds": [round(e - s, 2) for s, e in spans],
+        "candidate_spans": spans,
         "pids": sorted({r["trained"]["pid"] for r in rows}),
         "soft_labels": manifest_path.parent,
         "soft_labels_span": labels,

@@ -1,9 +1,7 @@
-"""Fanned-out stages of the nightly flow: student candidates chosen on validation, soft-label shards,
-ensemble members; locally and on a local Ray instance."""
+"""Student candidates in the nightly flow (one at a time here): chosen on validation, the soft labels
+in shards, no fitting candidate. The same flow on a local Ray instance: tests/benchmarks/test_scale_out.py."""
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,9 +9,8 @@ from prefect.artifacts import Artifact
 
 from shopdistill.components.artifacts import sha256_file
 from shopdistill.components.registry import Registry
-from shopdistill.flows.cli import main as cli
 from shopdistill.flows.nightly import nightly_distillation
-from tests.flows.test_nightly import TINY, tiny_config
+from tests.flows.test_nightly import tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -63,22 +60,3 @@ def test_when_no_candidate_fits_the_run_fails_and_registers_nothing(tmp_path):
     assert state.is_failed() and "no student candidate fits the bounds" in state.message
     assert "student-kd-gru: " in state.message and "parameters > 10" in state.message
     assert Registry(config.registry, config.runtime.root).versions() == []
-
-
-@pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the [ray] extra")
-def test_the_demo_on_a_local_ray_instance_trains_its_candidates_in_parallel(tmp_path, capsys):
-    """``shopdistill run --profile demo --set runtime.executor=ray``, on tiny data."""
-    tiny = [o for o in TINY if not o.startswith("candidates.")]  # the demo's own candidates
-    ray = ["runtime.executor=ray", "runtime.soft_label_shards=2", "teacher.ensemble=2"]
-    sets = [a for o in [*tiny, f"runtime.output_dir={tmp_path}", *ray] for a in ("--set", o)]
-    assert cli(["run", "--profile", "demo", *sets]) == 0, capsys.readouterr().err
-    (report,) = tmp_path.glob("runs/*/candidates.json")
-    rows = json.loads(report.read_text())["candidates"]
-    assert [r["name"] for r in rows] == ["student-kd-gru", "student-kd-gru-rank"]
-    assert sum(r["chosen"] for r in rows) == 1
-    trained = [r["trained"] for r in rows]
-    assert all(t["pid"] != os.getpid() for t in trained)  # in Ray workers, not the flow's process
-    assert max(t["from"] for t in trained) < min(t["to"] for t in trained)  # at the same time
-    assert len(soft_label_parts(tmp_path)) == 2  # the teacher's pass in two user shards
-    (record,) = tmp_path.glob("teachers/*-ensemble-*/ensemble.json")  # members trained as two tasks
-    assert len(json.loads(record.read_text())["members"]) == 2
