@@ -197,9 +197,11 @@ def _torch_scorer(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tens
 
 
 def _item_vectors(model: torch.nn.Module) -> np.ndarray:
-    """(I + 1, d) the vectors the model scores items with (an ensemble's members side by side)."""
-    members = getattr(model, "members", [model])
-    table = np.concatenate([m.output_weight().detach().numpy() for m in members], axis=1)
+    """(I + 1, d) the vectors the model scores items with (an ensemble's members side by side),
+    row 0 the padding."""
+    from shopdistill.components.soft_labels.writer import teacher_item_embeddings
+
+    table = teacher_item_embeddings(model)
     return np.r_[np.zeros((1, table.shape[1]), np.float32), table]
 
 

@@ -1,8 +1,8 @@
 """The nightly distillation flow: read top to bottom, it is the pipeline.
 
-    prepare_dataset -> train_teacher -> cache_soft_labels (or its shards) -> distill_student (KD: one, or several
-    candidates side by side and choose_student) -> distill_student (no-KD) -> evaluate -> decide_gate
-    -> register
+    prepare_dataset -> train_teacher -> cache_soft_labels (or its shards)
+    -> distill_student (KD: one, or several candidates side by side, then choose_student)
+    -> distill_student (no-KD) -> evaluate -> decide_gate -> register
 
 ``prepare_dataset`` reads the source, checks it (Great Expectations), preprocesses and checks again.
 

@@ -229,7 +229,7 @@ def distill_student(
     meta |= {
         "started_from": start.sha256 if start else "cold",
         "generation": start.generation + 1 if start else 0,
-        "valid_ndcg": result.best_valid.get("NDCG@10", 0.0),
+        "valid_ndcg": result.best_valid["NDCG@10"],
         "trained": {"pid": os.getpid(), "host": socket.gethostname(), "from": began, "to": time.time()},
     }
     return Handle(str(result.checkpoint), result.checkpoint_sha256, "student", meta)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from shopdistill.components.config.schema import ConfigError, PipelineConfig
+from shopdistill.components.config.schema import CandidatesConfig, ConfigError, PipelineConfig
 from shopdistill.components.messages import clip
 
 _KINDS = ("synthetic", "event_log", "amazon")
@@ -170,15 +170,21 @@ def load_config(
         raise ConfigError(_format_errors(err, origin)) from None
 
 
-EXECUTION_KEYS = ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task")
+# how the fanned-out stages run: where (Ray or here) and in how many soft-label shards
+EXECUTION_KEYS = ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task", "soft_label_shards")
 
 
 def config_hash(config: BaseModel) -> str:
-    """Stable sha256 of a config section (used in cache keys and registry tags). Where tasks run
-    (``runtime.executor`` and the Ray settings) is left out: it does not change what they compute."""
+    """Stable sha256 of a config section (used in cache keys and registry tags).
+
+    Left out: how fanned-out stages run (:data:`EXECUTION_KEYS`: the same rows and models wherever
+    they run), and ``candidates`` while it is empty (the one-student pipeline hashes as it always
+    has)."""
     from shopdistill.components.artifacts import sha256_json
 
     dumped = config.model_dump(mode="json")
     for key in EXECUTION_KEYS:
         dumped.get("runtime", {}).pop(key, None)
+    if dumped.get("candidates") == CandidatesConfig().model_dump(mode="json"):
+        dumped.pop("candidates")
     return sha256_json(dumped)

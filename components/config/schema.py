@@ -448,7 +448,7 @@ class RuntimeConfig(StrictModel):
     seed: int = Field(0, description="seed of teacher and students")
     executor: Literal["local", "ray"] = Field(
         "local",
-        description="where fanned-out tasks (student candidates) run: one at a time in this process, "
+        description="where fanned-out tasks (candidates, soft-label shards, ensemble members) run: one at a time here, "
         "or in parallel on Ray (the [ray] extra; docs/scale-out.md)",
     )
     ray_address: str | None = Field(
@@ -468,21 +468,6 @@ class RuntimeConfig(StrictModel):
     @property
     def root(self) -> Path:
         return self.output_dir or default_data_dir()
-
-    @model_serializer(mode="wrap")
-    def _omit_default_executor(self, handler: Any) -> dict[str, Any]:
-        # where tasks run does not change what they compute: left out of dumps at the defaults, so
-        # config hashes (registry tags) do not depend on them
-        dumped = handler(self)
-        defaults = {
-            "executor": "local",
-            "ray_address": None,
-            "ray_cpus_per_task": 1.0,
-            "ray_gpus_per_task": 0.0,
-        }
-        for key, default in defaults.items():
-            dumped = _drop_default(dumped, key, default)
-        return dumped
 
 
 class CandidateConfig(StrictModel):
@@ -547,14 +532,6 @@ class PipelineConfig(StrictModel):
                 raise ValueError(f"candidates.students[{c.name}]: {exc}") from None
             out.append((f"student-kd-{c.name}", self.student.model_copy(update={"model": model}), distill))
         return out
-
-    @model_serializer(mode="wrap")
-    def _omit_default_candidates(self, handler: Any) -> dict[str, Any]:
-        # no candidates: the dump (and the config hash) is that of the one-student pipeline
-        dumped = handler(self)
-        if not self.candidates.students and self.candidates == CandidatesConfig():
-            dumped.pop("candidates", None)
-        return dumped
 
     def check_catalogue(self, n_items: int) -> None:
         """The settings that depend on the data, checked once it is prepared and before any training."""

@@ -3,6 +3,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from shopdistill.components.artifacts import sha256_json
 from shopdistill.components.config import (
     AmazonSource,
     ConfigError,
@@ -185,13 +186,20 @@ def test_candidates_change_only_their_keys_and_are_checked_when_loaded():
             load_config(profile="demo", overrides=[override])
 
 
-def test_where_tasks_run_changes_neither_the_hash_nor_a_default_dump():
+def test_how_fanned_out_stages_run_and_empty_candidates_leave_the_hash_alone():
     demo = load_config(profile="demo")
-    on_ray = load_config(profile="demo", overrides=["runtime.executor=ray", "runtime.ray_cpus_per_task=2"])
+    on_ray = load_config(
+        profile="demo",
+        overrides=["runtime.executor=ray", "runtime.ray_cpus_per_task=2", "runtime.soft_label_shards=4"],
+    )
     assert config_hash(on_ray) == config_hash(demo)
-    assert "executor" not in demo.runtime.model_dump() and "candidates" in demo.model_dump()
-    assert "candidates" not in load_config(profile="beauty").model_dump()  # none: the one-student dump
-    assert on_ray.runtime.model_dump()["executor"] == "ray"  # kept when set: a flow parameter round-trips
+    beauty = load_config(profile="beauty")  # no candidates: hashed without the section
+    dumped = beauty.model_dump(mode="json")
+    for key in ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task", "soft_label_shards"):
+        dumped["runtime"].pop(key)
+    del dumped["candidates"]
+    assert config_hash(beauty) == sha256_json(dumped)
+    assert config_hash(demo) != config_hash(load_config(profile="demo", overrides=["candidates.students=[]"]))
     assert PipelineConfig.model_validate(on_ray.model_dump(mode="json")) == on_ray
     with pytest.raises(ConfigError, match="runtime.executor"):
         load_config(profile="demo", overrides=["runtime.executor=dask"])
