@@ -57,6 +57,13 @@ def register(
     )
     add_config_args(scale)
     scale.add_argument("--shards", type=int, default=2, help="soft-label shards of the Ray run")
+    ddp = bench_sub.add_parser("ddp", help="one teacher member: DDP workers on Ray vs one process")
+    add_config_args(ddp)
+    ddp.add_argument("--workers", type=int, default=2, help="DDP workers (and threads of the third setting)")
+    ddp.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
+    ddp.add_argument(
+        "--epochs", type=int, default=None, help="at most this many epochs (default: the profile's)"
+    )
     serve = bench_sub.add_parser("serve", help="load test of the recommendation service (serve-api)")
     add_config_args(serve)
     serve.add_argument("--requests", type=int, default=2000, help="most requests per concurrency level")
@@ -73,6 +80,8 @@ def run_bench(config: PipelineConfig, args: argparse.Namespace) -> int:
         return bench_serve(config, args)
     if args.bench_command == "scale-out":
         return bench_scale_out(config, args)
+    if args.bench_command == "ddp":
+        return bench_ddp(config, args)
     if args.bench_command == "study":
         return bench_study(config, args)
     if args.bench_command == "speed":
@@ -139,6 +148,26 @@ def bench_scale_out(config: PipelineConfig, args: argparse.Namespace) -> int:
     print((out / "scale_out.md").read_text())
     print(f"report: {out / 'scale_out.md'} (+ scale_out.json)")
     return 0
+
+
+def bench_ddp(config: PipelineConfig, args: argparse.Namespace) -> int:
+    """One teacher member by DDP workers vs one process (benchmarks/ddp.py); 3: quality not within noise."""
+    from shopdistill.benchmarks.ddp import run_ddp_benchmark
+    from shopdistill.components.data.schema import DataSourceError
+
+    if args.workers < 2:
+        print("error: --workers must be at least 2", file=sys.stderr)
+        return 2
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    out = stores.new_run_dir(config.runtime.root, config.data.name, "bench-ddp")
+    try:
+        result = run_ddp_benchmark(config, out, workers=args.workers, seeds=seeds, epochs=args.epochs)
+    except DataSourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print((out / "ddp.md").read_text())
+    print(f"report: {out / 'ddp.md'} (+ ddp.json)")
+    return 0 if result["quality"]["passed"] else 3
 
 
 def bench_serve(config: PipelineConfig, args: argparse.Namespace) -> int:

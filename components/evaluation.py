@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from shopdistill.components.metrics import KS, RankingAccumulator, mask_seen
+from shopdistill.components.replicas import SINGLE, Replicas
 from shopdistill.components.sequences import SequenceData
 
 
@@ -47,13 +48,17 @@ def evaluate_scores(
     batch_size: int = 1024,
     mask_history: bool = True,
     ks=KS,
+    replicas: Replicas = SINGLE,
 ) -> dict[str, float]:
-    """The metrics of :func:`evaluate_model` for any scorer (a torch model, an onnxruntime session)."""
+    """The metrics of :func:`evaluate_model` for any scorer (a torch model, an onnxruntime session);
+    with ``replicas``, each rank scores a share of the users and all get the metrics of all."""
     acc = RankingAccumulator(data.n_items, data.train_counts[1:], ks)
-    for batch in data.iter_eval_batches(split, batch_size, max_len, mask_history):
+    share = (replicas.rank, replicas.size)
+    for batch in data.iter_eval_batches(split, batch_size, max_len, mask_history, share):
         scores = score_fn(batch.inputs, batch.lengths)
         mask_seen(scores, batch.history_rows, batch.history_items - 1)
         acc.update(scores, batch.targets - 1)
+    acc.combine(replicas)
     return acc.result()
 
 
@@ -67,6 +72,7 @@ def evaluate_model(
     batch_size: int = 1024,
     mask_history: bool = True,
     ks=KS,
+    replicas: Replicas = SINGLE,
 ) -> dict[str, float]:
     """Full-ranking HR/NDCG/MRR@K, coverage@10 and popularity percentile@10 on ``split``."""
     was_training = model.training
@@ -79,6 +85,7 @@ def evaluate_model(
         batch_size=batch_size,
         mask_history=mask_history,
         ks=ks,
+        replicas=replicas,
     )
     model.train(was_training)
     return result

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from shopdistill.components.replicas import Replicas
+
 KS = (5, 10, 20)
 
 
@@ -81,6 +83,16 @@ class RankingAccumulator:
         top = torch.topk(scores, self.top_n, dim=1).indices.numpy()  # (B, top_n)
         np.add.at(self.recommended, top.ravel(), 1)
         self.count += len(targets)
+
+    def combine(self, replicas: Replicas) -> None:
+        """Add up the accumulators of all ranks (each saw a share of the users), on every rank."""
+        if replicas.size == 1:
+            return
+        names = list(rank_metrics(torch.zeros(0, dtype=torch.long), self.ks))
+        sums = torch.tensor([self.sums.get(n, 0.0) for n in names] + [self.count], dtype=torch.float64)
+        sums = replicas.sum(sums).tolist()
+        self.sums, self.count = dict(zip(names, sums[:-1], strict=True)), int(sums[-1])
+        self.recommended = replicas.sum(torch.from_numpy(self.recommended)).numpy()
 
     def result(self) -> dict[str, float]:
         out = {name: total / max(self.count, 1) for name, total in self.sums.items()}

@@ -188,8 +188,16 @@ class SequenceData:
             history_items=_concat(hist_items),
         )
 
-    def iter_eval_batches(self, split: str, batch_size: int, max_len: int, mask_history: bool = True):
-        users = self.eval_users(split)
+    def iter_eval_batches(
+        self,
+        split: str,
+        batch_size: int,
+        max_len: int,
+        mask_history: bool = True,
+        share: tuple[int, int] = (0, 1),
+    ):
+        """Batches of the split's users; ``share=(i, n)``: only every n-th user from the i-th."""
+        users = self.eval_users(split)[share[0] :: share[1]]
         # similar lengths together: the model runs on the batch's longest sequence
         users = users[np.argsort(np.minimum(self._eval_lengths(split)[users], max_len), kind="stable")]
         for i in range(0, len(users), batch_size):

@@ -28,15 +28,19 @@ def dataset_dir(root: Path, name: str, digest: str) -> Path:
     return Path(root) / "datasets" / f"{name}-{digest[:12]}"
 
 
+# how a teacher trains (its ensemble's other members, warm starts, DDP workers) is not which one it is
+_NOT_THE_MODEL = {"ensemble": True, "warm": True, "train": {"workers"}}
+
+
 def teacher_config_key(teacher: TeacherConfig) -> str:
     """What makes two single teachers the same model (ensemble size and warm-start policy aside)."""
-    return sha256_json(teacher.model_dump(exclude={"ensemble", "warm"}))
+    return sha256_json(teacher.model_dump(exclude=_NOT_THE_MODEL))
 
 
 def teacher_key(dataset_digest: str, teacher: TeacherConfig, seed: int, warm_from: str | None = None) -> str:
     """One teacher (an ensemble member is the single teacher of its seed, so members are shared); a
     warm-started one also by the checkpoint it started from and its epoch bound."""
-    single = teacher.model_dump(exclude={"ensemble", "warm"})
+    single = teacher.model_dump(exclude=_NOT_THE_MODEL)
     key = {"data": dataset_digest, "teacher": single, "seed": seed}
     if warm_from is not None:
         key |= {"warm_from": warm_from, "warm_epochs": teacher.warm.epochs}

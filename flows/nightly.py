@@ -158,8 +158,9 @@ def nightly_distillation(
 
 
 def teacher_of(dataset, teacher: TeacherConfig, runtime: RuntimeConfig):
-    """The teacher: trained in one task, or on Ray an ensemble's members as parallel tasks."""
-    if runtime.executor != "ray" or teacher.ensemble == 1:
+    """The teacher: trained in one task, or on Ray an ensemble's members as parallel tasks (in turn
+    when each member trains on DDP workers of its own, ``teacher.train.workers > 1``)."""
+    if runtime.executor != "ray" or teacher.ensemble == 1 or teacher.train.workers > 1:
         return train_teacher(dataset, teacher, runtime)
     return train_ensemble.with_options(task_runner=task_runner(runtime))(dataset, teacher, runtime)
 

@@ -34,6 +34,7 @@ from shopdistill.components.sequences import SequenceData
 from shopdistill.components.soft_labels import shards as shard_stage
 from shopdistill.components.soft_labels import writer as soft_label_stage
 from shopdistill.components.training import teacher as teacher_stage
+from shopdistill.components.training.distributed import Cluster
 from shopdistill.components.training.runtime import configure_torch
 from shopdistill.components.training.warm_start import WarmStart, warm_train
 from shopdistill.tasks.policy import RETRY_DELAYS, retry_transient
@@ -58,6 +59,7 @@ def train_teacher(dataset: Handle, teacher: TeacherConfig, runtime: RuntimeConfi
         runtime.seed,
         previous_dataset=dataset.meta.get("previous"),
         threads=runtime.threads,
+        cluster=Cluster.of(runtime),
     )
     return _teacher_handle(teacher, run)
 
@@ -75,6 +77,7 @@ def train_teacher_member(dataset: Handle, teacher: TeacherConfig, runtime: Runti
         index,
         previous_dataset=dataset.meta.get("previous"),
         threads=runtime.threads,
+        cluster=Cluster.of(runtime),
     )
 
 

@@ -71,3 +71,13 @@ def tiny_data(tiny_dataset):
     from shopdistill.components.sequences import SequenceData
 
     return SequenceData.from_dataset(tiny_dataset)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with 2 CPUs for a module's DDP runs (they join it instead of starting one)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -171,20 +171,28 @@ def load_config(
 
 
 # how the fanned-out stages run: where (Ray or here) and in how many soft-label shards
-EXECUTION_KEYS = ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task", "soft_label_shards")
+EXECUTION_KEYS = (
+    "executor",
+    "ray_address",
+    "ray_cpus_per_task",
+    "ray_gpus_per_task",
+    "ray_worker_restarts",
+    "soft_label_shards",
+)
 
 
 def config_hash(config: BaseModel) -> str:
     """Stable sha256 of a config section (used in cache keys and registry tags).
 
     Left out: how fanned-out stages run (:data:`EXECUTION_KEYS`: the same rows and models wherever
-    they run), and ``candidates`` while it is empty (the one-student pipeline hashes as it always
+    they run) and the teacher's DDP workers (the same model within noise), and ``candidates`` while it is empty (the one-student pipeline hashes as it always
     has)."""
     from shopdistill.components.artifacts import sha256_json
 
     dumped = config.model_dump(mode="json")
     for key in EXECUTION_KEYS:
         dumped.get("runtime", {}).pop(key, None)
+    dumped.get("teacher", {}).get("train", {}).pop("workers", None)
     if dumped.get("candidates") == CandidatesConfig().model_dump(mode="json"):
         dumped.pop("candidates")
     return sha256_json(dumped)

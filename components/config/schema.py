@@ -317,6 +317,13 @@ class TrainConfig(StrictModel):
     max_wall_seconds: float | None = Field(
         None, gt=0, description="wall-clock budget, checked inside the epoch (None: none)"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="teacher only: DDP workers on Ray Train, each with a share of every batch of "
+        "batch_size users (the [ray] extra; docs/scale-out.md); 1: this process",
+    )
 
     @model_validator(mode="after")
     def _sampling_needs_negatives(self) -> TrainConfig:
@@ -329,9 +336,9 @@ class TrainConfig(StrictModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_sampling(self, handler: Any) -> dict[str, Any]:
-        # ``sampling`` only matters with sampled negatives: left out at its default, so the stored
-        # keys of full-softmax models do not depend on it
-        return _drop_default(handler(self), "sampling", "uniform")
+        # ``sampling`` only matters with sampled negatives, ``workers`` is how a model trains, not
+        # which: both left out at their defaults, so stored keys do not depend on them
+        return _drop_default(_drop_default(handler(self), "sampling", "uniform"), "workers", 1)
 
 
 class WarmStartConfig(StrictModel):
@@ -360,6 +367,15 @@ class StudentConfig(StrictModel):
     model: ModelConfig = ModelConfig(d_model=16, n_layers=1, n_heads=1)
     train: TrainConfig = TrainConfig()
     warm: WarmStartConfig = WarmStartConfig()
+
+    @model_validator(mode="after")
+    def _one_worker(self) -> StudentConfig:
+        if self.train.workers != 1:
+            raise ValueError(
+                f"student.train.workers is {self.train.workers}, but data-parallel training is for the "
+                "teacher; students are small: train several at once as candidates (docs/scale-out.md)"
+            )
+        return self
 
 
 class DistillConfig(StrictModel):
@@ -457,6 +473,11 @@ class RuntimeConfig(StrictModel):
     )
     ray_cpus_per_task: float = Field(1.0, gt=0, description="executor ray: CPUs each task asks Ray for")
     ray_gpus_per_task: float = Field(0.0, ge=0, description="executor ray: GPUs each task asks Ray for")
+    ray_worker_restarts: int = Field(
+        2,
+        ge=0,
+        description="teacher.train.workers > 1: times a failed DDP worker group restarts from the last epoch",
+    )
     soft_label_shards: int = Field(
         1,
         ge=1,

@@ -8,6 +8,7 @@ budget checked inside the loop, and a clear error when the loss stops being fini
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from shopdistill.components.config import ModelConfig, TrainConfig
 from shopdistill.components.evaluation import evaluate_model
 from shopdistill.components.locks import exclusive
 from shopdistill.components.models.checkpoint import save_model, stored_digest
+from shopdistill.components.replicas import SINGLE, Replicas
 from shopdistill.components.sequences import SequenceData, TrainBatch
 from shopdistill.components.training.losses import StepLoss, hard_label_loss, negative_proposal
 from shopdistill.components.training.progress import progress
@@ -85,6 +87,7 @@ class _Run:
     fingerprint: str
     name: str
     log: Callable[[str], None]
+    replicas: Replicas = SINGLE
 
 
 def fit(
@@ -103,13 +106,15 @@ def fit(
     resume: bool = True,
     log: Callable[[str], None] = progress,
     name: str = "model",
+    replicas: Replicas = SINGLE,
 ) -> TrainResult:
     """Train ``model`` until patience, ``epochs`` or the wall-clock budget runs out.
 
     ``step_loss(batch) -> (loss, parts)`` defaults to hard-label cross-entropy; ``batches(epoch, rng)``
     defaults to shuffled user batches. ``extra_modules`` (e.g. a feature-KD projector) are optimised
     with the model and checkpointed, but not saved in ``best.pt``. A ``last.pt`` whose ``fingerprint``
-    matches is resumed from.
+    matches is resumed from. In data-parallel training (``replicas``, see ``replicas.py``) every rank
+    calls this with its share of each batch; rank 0 validates, writes the checkpoints and saves.
     """
     t_start = time.perf_counter()
     configure_torch(threads)
@@ -125,9 +130,12 @@ def fit(
         def batches(epoch: int, rng: np.random.Generator) -> Iterable[TrainBatch]:
             return data.iter_train_batches(train_cfg.batch_size, model_cfg.max_len, rng)
 
-    with exclusive(out_dir, what=f"the {name} checkpoints"):  # one trainer per folder
+    lock = (
+        exclusive(out_dir, what=f"the {name} checkpoints") if replicas.is_main else contextlib.nullcontext()
+    )
+    with lock:  # one trainer per folder
         t_start = time.perf_counter()  # the wall-clock budget counts from here, not from the wait
-        run = _new_run(model, extra_modules, train_cfg, seed, fingerprint, name, log)
+        run = _new_run(model, extra_modules, train_cfg, seed, fingerprint, name, log, replicas)
         state = _State(best_state={k: v.clone() for k, v in model.state_dict().items()})
         if resume:
             state = _resume(run, out_dir / LAST, state)
@@ -140,6 +148,7 @@ def fit(
             means, out_of_time = _train_epoch(
                 run, step_loss, batches(epoch, run.rng), epoch, t_start, train_cfg
             )
+            means = run.replicas.mean(means)
             run.scheduler.step()
             _validate_and_checkpoint(run, state, data, model_cfg, train_cfg, epoch, means, t0, out_dir / LAST)
             if out_of_time:
@@ -162,6 +171,7 @@ def _new_run(
     fingerprint: str,
     name: str,
     log: Callable[[str], None],
+    replicas: Replicas,
 ) -> _Run:
     params = list(model.parameters()) + (list(extra.parameters()) if extra else [])
     optimizer = adamw(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
@@ -171,7 +181,7 @@ def _new_run(
         else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     )
     rng = np.random.default_rng(seed)
-    return _Run(model, extra, optimizer, scheduler, rng, fingerprint, name, log)
+    return _Run(model, extra, optimizer, scheduler, rng, fingerprint, name, log, replicas)
 
 
 def _resume(run: _Run, last_path: Path, state: _State) -> _State:
@@ -236,7 +246,7 @@ def _train_epoch(
         n_steps += 1
         for k, v in parts.items():
             parts_sum[k] = parts_sum.get(k, 0.0) + v
-        if budget is not None and time.perf_counter() - t_start > budget:
+        if budget is not None and run.replicas.any(time.perf_counter() - t_start > budget):
             return _means(total, n_steps, parts_sum), True
     return _means(total, n_steps, parts_sum), False
 
@@ -256,8 +266,9 @@ def _validate_and_checkpoint(
     t0: float,
     last_path: Path,
 ) -> None:
-    """Score the validation split, keep the best weights, log the epoch and write ``last.pt``."""
-    valid = evaluate_model(run.model, data, "valid", model_cfg.max_len)
+    """Score the validation split, keep the best weights, log the epoch and write ``last.pt`` (every
+    rank scores a share of the users and keeps the same state; rank 0 logs and writes)."""
+    valid = evaluate_model(run.model, data, "valid", model_cfg.max_len, replicas=run.replicas)
     score = valid[METRIC]
     if score > state.best["valid"][METRIC]:
         state.best = {"epoch": epoch, "valid": valid}
@@ -267,6 +278,8 @@ def _validate_and_checkpoint(
         state.bad_epochs += 1
     seconds = time.perf_counter() - t0
     state.history.append({"epoch": epoch, **means, "valid": valid, "seconds": seconds})
+    if not run.replicas.is_main:
+        return
     run.log(
         f"[{run.name}] epoch {epoch:3d}/{train_cfg.epochs} loss {means['loss']:.4f} "
         f"valid NDCG@10 {score:.4f} HR@10 {valid['HR@10']:.4f} "
@@ -307,9 +320,12 @@ def _finish(
     best = state.best
     meta = {"best_epoch": best["epoch"], "valid": best["valid"], "fingerprint": run.fingerprint}
     finished_before = state.resumed_from is not None and len(state.history) == state.resumed_from - 1
-    digest = stored_digest(out_dir / BEST, meta, state.best_state) if finished_before else None
-    if digest is None:
-        digest = save_model(out_dir / BEST, run.model, model_cfg, data.n_items, meta)
+    digest = None
+    if run.replicas.is_main:
+        digest = stored_digest(out_dir / BEST, meta, state.best_state) if finished_before else None
+        if digest is None:
+            digest = save_model(out_dir / BEST, run.model, model_cfg, data.n_items, meta)
+    digest = run.replicas.share(digest)
     if not math.isfinite(best["valid"][METRIC]) or best["epoch"] == 0:
         run.log(f"[{run.name}] warning: no epoch finished; best.pt holds the initial weights")
     return TrainResult(

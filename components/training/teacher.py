@@ -15,6 +15,7 @@ from shopdistill.components.models import build_model
 from shopdistill.components.models.checkpoint import ENSEMBLE_FILE, load_teacher, write_ensemble
 from shopdistill.components.sequences import SequenceData
 from shopdistill.components.training import warm_start
+from shopdistill.components.training.distributed import Cluster, fit_replicated
 from shopdistill.components.training.loop import TrainResult, fit
 from shopdistill.components.training.progress import progress
 
@@ -53,6 +54,7 @@ def train_teacher(
     *,
     previous_dataset: str | None = None,
     threads: int = 1,
+    cluster: Cluster = Cluster(),
     log: Callable[[str], None] = progress,
 ) -> tuple[torch.nn.Module, TeacherRun]:
     """Train (or reuse, or resume) the teacher, stored by dataset digest, teacher config and seed.
@@ -60,10 +62,13 @@ def train_teacher(
     With ``ensemble = n`` the members are the single teachers of seeds ``seed .. seed+n-1``, so a
     member is shared with the ensembles and single runs that contain it. With ``previous_dataset``
     (last night's dataset digest), each member continues from last night's member when there is one
-    and no cold start is due (``warm_start.py``).
+    and no cold start is due (``warm_start.py``). With ``train.workers > 1`` each trains with DDP on
+    ``cluster`` (``distributed.py``).
     """
     members = [
-        train_member(t_cfg, data, dataset_digest, root, data_name, seed, i, previous_dataset, threads, log)
+        train_member(
+            t_cfg, data, dataset_digest, root, data_name, seed, i, previous_dataset, threads, cluster, log
+        )
         for i in range(t_cfg.ensemble)
     ]
     return assemble_teacher(t_cfg, root, data_name, members)
@@ -79,13 +84,24 @@ def train_member(
     index: int,
     previous_dataset: str | None = None,
     threads: int = 1,
+    cluster: Cluster = Cluster(),
     log: Callable[[str], None] = progress,
 ) -> tuple[TrainResult, str | None]:
     """Member ``index`` of the teacher (seed ``seed + index``), on its own, in any process: its
     training result and the digest it warm-started from (None: cold)."""
     name = "teacher" if t_cfg.ensemble == 1 else f"teacher-{index + 1}of{t_cfg.ensemble}"
     result, warm = _train_member(
-        t_cfg, data, dataset_digest, root, data_name, seed + index, previous_dataset, threads, log, name
+        t_cfg,
+        data,
+        dataset_digest,
+        root,
+        data_name,
+        seed + index,
+        previous_dataset,
+        threads,
+        cluster,
+        log,
+        name,
     )
     return result, warm.sha256 if warm else None
 
@@ -113,6 +129,7 @@ def _train_member(
     seed: int,
     previous_dataset: str | None,
     threads: int,
+    cluster: Cluster,
     log: Callable[[str], None],
     name: str,
 ) -> tuple[TrainResult, warm_start.WarmStart | None]:
@@ -132,8 +149,20 @@ def _train_member(
         train = warm_start.warm_train(train, t_cfg.warm)
         log(f"[{name}] warm start from {warm.checkpoint} (warm night {warm.generation + 1})")
     out = stores.teacher_dir(root, data_name, key)
-    result = fit(
-        model, data, t_cfg.model, train, out, seed=seed, threads=threads, fingerprint=key, log=log, name=name
+    trainer = fit_replicated if train.workers > 1 else fit
+    extra = {"cluster": cluster} if train.workers > 1 else {}
+    result = trainer(
+        model,
+        data,
+        t_cfg.model,
+        train,
+        out,
+        seed=seed,
+        threads=threads,
+        fingerprint=key,
+        log=log,
+        name=name,
+        **extra,
     )
     warm_start.write_lineage(out, dataset_digest, config_key, seed, warm, result.checkpoint_sha256)
     return result, warm

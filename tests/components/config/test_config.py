@@ -190,13 +190,21 @@ def test_how_fanned_out_stages_run_and_empty_candidates_leave_the_hash_alone():
     demo = load_config(profile="demo")
     on_ray = load_config(
         profile="demo",
-        overrides=["runtime.executor=ray", "runtime.ray_cpus_per_task=2", "runtime.soft_label_shards=4"],
+        overrides=[
+            "runtime.executor=ray",
+            "runtime.ray_cpus_per_task=2",
+            "runtime.soft_label_shards=4",
+            "runtime.ray_worker_restarts=5",
+            "teacher.train.workers=2",  # DDP trains the same teacher within noise
+        ],
     )
     assert config_hash(on_ray) == config_hash(demo)
     beauty = load_config(profile="beauty")  # no candidates: hashed without the section
     dumped = beauty.model_dump(mode="json")
-    for key in ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task", "soft_label_shards"):
+    for key in ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task", "ray_worker_restarts"):
         dumped["runtime"].pop(key)
+    dumped["runtime"].pop("soft_label_shards")
+    assert "workers" not in dumped["teacher"]["train"]  # left out of dumps at its default
     del dumped["candidates"]
     assert config_hash(beauty) == sha256_json(dumped)
     assert config_hash(demo) != config_hash(load_config(profile="demo", overrides=["candidates.students=[]"]))
