@@ -1,0 +1,146 @@
+"""Item embedding tables for the sequence models: the full table, or a compressed one.
+
+Every model reads its items through ``item_emb``: ``item_emb(ids)`` maps (B, L) ids to (B, L, d) and
+``item_emb.weight`` is the (I + 1, d) table, row 0 the padding. The score layer is tied to that table,
+so a compressed table shrinks the input and the output layer at once. On a catalogue of 12,101 items
+a d=16 student keeps 98% of its parameters in the table; compressed, a d=64 model fits the same bytes.
+
+``full``: ``nn.Embedding``, (I + 1) x d parameters (the teachers' table).
+
+``pq``: sub-item codes, i.e. product quantisation of the item embeddings (RecJPQ: Petrov &
+Macdonald, WSDM 2024, "RecJPQ: Training Large-Catalogue Sequential Recommenders"). The d dimensions
+are split into m groups of d/m; item i has one code c_ij in [0, K) per group, and its embedding is the
+concatenation of the groups' codebook rows:
+
+    e_i = [C_1[c_i1], C_2[c_i2], ..., C_m[c_im]],    C_j in R^(K x d/m)
+
+Trained: the m codebooks, K x d parameters in all. Stored besides: the codes, I x m integers of one
+byte each while K <= 256. :func:`pq_codes` assigns them from an (I, D) item table (the teacher's):
+its top d principal directions, split into the m groups, each group clustered into K centroids by
+k-means; :meth:`PQEmbedding.assign` also starts the codebooks at the centroids.
+
+``qr``: the quotient-remainder trick (Shi et al., KDD 2020, "Compositional Embeddings Using
+Complementary Partitions for Memory-Efficient Recommendation Systems"): two tables of about sqrt(I)
+rows, combined elementwise, with R = ceil(sqrt(I)):
+
+    e_i = Q[(i - 1) // R] * S[(i - 1) % R]
+
+(ceil(I / R) + R) x d parameters and no codes: items that share a quotient or a remainder share one
+factor, and no two items share both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def build_item_embedding(
+    scheme: str, n_items: int, d_model: int, groups: int = 8, centroids: int = 256
+) -> nn.Module:
+    """The item table of ``scheme`` (full | pq | qr) for ids 1..n_items (0 pads)."""
+    if scheme == "full":
+        table = nn.Embedding(n_items + 1, d_model, padding_idx=0)  # (I + 1, d)
+        nn.init.normal_(table.weight, std=d_model**-0.5)
+        with torch.no_grad():
+            table.weight[0].zero_()
+        return table
+    if scheme == "pq":
+        return PQEmbedding(n_items, d_model, groups, centroids)
+    if scheme == "qr":
+        return QREmbedding(n_items, d_model)
+    raise ValueError(f"unknown item embedding {scheme!r} (full, pq, qr)")
+
+
+class PQEmbedding(nn.Module):
+    """Sub-item codes: item i is the concatenation of one codebook row per group (see the module)."""
+
+    def __init__(self, n_items: int, d_model: int, groups: int, centroids: int):
+        super().__init__()
+        if d_model % groups:
+            raise ValueError(f"pq: d_model {d_model} must split into {groups} equal groups")
+        if not 2 <= centroids <= 65536:
+            raise ValueError(f"pq: centroids must be in [2, 65536], not {centroids}")
+        self.n_items, self.d_model, self.groups, self.centroids = n_items, d_model, groups, centroids
+        dtype = torch.uint8 if centroids <= 256 else torch.int32
+        generator = torch.Generator().manual_seed(0)
+        codes = torch.randint(0, centroids, (n_items, groups), generator=generator)  # until assigned
+        self.register_buffer("codes", codes.to(dtype))  # (I, m)
+        sub = d_model // groups
+        self.codebooks = nn.Parameter(torch.randn(groups, centroids, sub) * d_model**-0.5)  # (m, K, d/m)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        group = torch.arange(self.groups, device=self.codes.device)  # (m,)
+        rows = self.codebooks[group, self.codes.long()]  # (I, m, d/m)
+        return F.pad(rows.reshape(self.n_items, self.d_model), (0, 0, 1, 0))  # (I + 1, d), row 0 zeros
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)  # (B, L, d)
+
+    @torch.no_grad()
+    def assign(self, items: np.ndarray, seed: int = 0) -> None:
+        """Codes and starting codebooks from an (I, D) item table (row r: item r + 1), see :func:`pq_codes`."""
+        codes, books = pq_codes(items, self.d_model, self.groups, self.centroids, seed)
+        self.codes.copy_(torch.from_numpy(codes).to(self.codes.dtype))
+        self.codebooks.copy_(torch.from_numpy(books))
+
+
+class QREmbedding(nn.Module):
+    """Quotient-remainder embeddings: the elementwise product of two small tables (see the module)."""
+
+    def __init__(self, n_items: int, d_model: int):
+        super().__init__()
+        self.n_items, self.d_model = n_items, d_model
+        self.base = math.isqrt(n_items - 1) + 1 if n_items > 1 else 1  # R = ceil(sqrt(I))
+        quotients = -(-n_items // self.base)
+        # a product of two N(0, s^2) factors has std s^2: each factor at d^-1/4 gives the full table's d^-1/2
+        std = d_model**-0.25
+        self.quotient = nn.Parameter(torch.randn(quotients, d_model) * std)  # (ceil(I / R), d)
+        self.remainder = nn.Parameter(torch.randn(self.base, d_model) * std)  # (R, d)
+        index = torch.arange(n_items)
+        self.register_buffer("q_index", index // self.base, persistent=False)  # (I,)
+        self.register_buffer("r_index", index % self.base, persistent=False)  # (I,)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        rows = self.quotient[self.q_index] * self.remainder[self.r_index]  # (I, d)
+        return F.pad(rows, (0, 0, 1, 0))  # (I + 1, d), row 0 zeros
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)  # (B, L, d)
+
+
+def pq_codes(
+    items: np.ndarray, d_model: int, groups: int, centroids: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-item codes for an (I, D) item table: (I, m) codes and (m, K, d/m) centroids.
+
+    The table is centred and projected on its top ``d_model`` principal directions (zero columns pad
+    it when D < d_model), scaled to the full table's initial spread, split into ``groups`` blocks of
+    d/m columns and clustered per block by k-means (scikit-learn) into ``centroids`` codes; a block
+    with fewer distinct rows than codes leaves the extra codes unused.
+    """
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(items, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    z = x @ vt[:d_model].T  # (I, min(D, d))
+    if z.shape[1] < d_model:
+        z = np.pad(z, ((0, 0), (0, d_model - z.shape[1])))
+    z *= d_model**-0.5 / max(float(z.std()), 1e-12)
+    sub = d_model // groups
+    codes = np.zeros((len(z), groups), dtype=np.int64)
+    books = np.zeros((groups, centroids, sub), dtype=np.float32)
+    for j in range(groups):
+        block = z[:, j * sub : (j + 1) * sub]
+        k = min(centroids, len(np.unique(block, axis=0)))
+        fitted = KMeans(n_clusters=k, n_init=1, random_state=seed + j).fit(block)
+        codes[:, j] = fitted.labels_
+        books[j, :k] = fitted.cluster_centers_
+    return codes, books
