@@ -282,12 +282,31 @@ class ModelConfig(StrictModel):
     ffn_mult: int = Field(4, ge=1, description="feed-forward width = ffn_mult * d_model")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings and blocks")
     max_len: int = Field(50, ge=2, description="most recent items a model reads")
+    item_embedding: Literal["full", "pq", "qr"] = Field(
+        "full",
+        description="the item table (input and tied output): full; pq: sub-item codes (product "
+        "quantisation); qr: quotient-remainder (models/embeddings.py)",
+    )
+    pq_groups: int = Field(8, ge=1, description="item_embedding pq: code groups (d_model must divide by it)")
+    pq_centroids: int = Field(256, ge=2, le=65536, description="item_embedding pq: codes per group")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
         if self.arch == "sasrec" and self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.item_embedding == "pq" and self.d_model % self.pq_groups:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by pq_groups ({self.pq_groups})")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_items(self, handler: Any) -> dict[str, Any]:
+        # the full table and the pq settings at their defaults are left out, so the stored keys of
+        # full-table models do not depend on options they do not use
+        dumped = handler(self)
+        if dumped.get("item_embedding") != "pq":
+            dumped.pop("pq_groups", None)
+            dumped.pop("pq_centroids", None)
+        return _drop_default(dumped, "item_embedding", "full")
 
 
 def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:

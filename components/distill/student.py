@@ -67,8 +67,7 @@ def distill_student(
     teacher_items = reader.teacher_items() if distill_cfg.item_init == "teacher" else None  # (I, D)
     _check_cache(reader, distill_cfg, data, teacher_items)
     if teacher_items is not None:
-        with torch.no_grad():
-            student.item_emb.weight[1:] = item_init_from_teacher(teacher_items, model_cfg.d_model)
+        _start_items(student, model_cfg, item_init_from_teacher(teacher_items, model_cfg.d_model), seed)
     if start is not None:
         start_from(student, start, data.n_items)
         log(f"[{name}] warm start from {start.checkpoint}")
@@ -111,3 +110,13 @@ def _check_cache(
             f"distill.top_k={cfg.top_k} but the cache {path} holds the teacher's top "
             f"{reader.manifest['top_k']} only; rebuild it with a larger top_k"
         )
+
+
+def _start_items(student: nn.Module, model_cfg: ModelConfig, start: torch.Tensor, seed: int) -> None:
+    """The student's items from the teacher's: the (I, d) start itself in a full table, its sub-item
+    codes in a pq table; a qr table has no per-item rows to start and keeps its own initialisation."""
+    if model_cfg.item_embedding == "full":
+        with torch.no_grad():
+            student.item_emb.weight[1:] = start
+    elif model_cfg.item_embedding == "pq":
+        student.item_emb.assign(start.numpy(), seed=seed)

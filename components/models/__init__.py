@@ -23,15 +23,25 @@ class ModelOutput(NamedTuple):
 
 
 def build_model(cfg: ModelConfig, n_items: int) -> nn.Module:
-    """The model ``cfg.arch`` for a catalogue of ``n_items`` (ids 1..n_items; 0 is padding)."""
+    """The model ``cfg.arch`` for a catalogue of ``n_items`` (ids 1..n_items; 0 is padding), over
+    the item table ``cfg.item_embedding``."""
+    items = None
+    if cfg.item_embedding != "full":
+        from shopdistill.components.models.embeddings import build_item_embedding
+
+        items = build_item_embedding(
+            cfg.item_embedding, n_items, cfg.d_model, cfg.pq_groups, cfg.pq_centroids
+        )
     if cfg.arch == "sasrec":
         from shopdistill.components.models.sasrec import SASRec
 
-        return SASRec(n_items, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.ffn_mult)
+        return SASRec(
+            n_items, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.ffn_mult, items
+        )
     if cfg.arch == "gru":
         from shopdistill.components.models.gru import GRURec
 
-        return GRURec(n_items, cfg.d_model, max(cfg.n_layers, 1), cfg.dropout)
+        return GRURec(n_items, cfg.d_model, max(cfg.n_layers, 1), cfg.dropout, items)
     raise ValueError(f"unknown model architecture {cfg.arch!r} (sasrec, gru)")
 
 

@@ -15,9 +15,11 @@ concatenation of the groups' codebook rows:
     e_i = [C_1[c_i1], C_2[c_i2], ..., C_m[c_im]],    C_j in R^(K x d/m)
 
 Trained: the m codebooks, K x d parameters in all. Stored besides: the codes, I x m integers of one
-byte each while K <= 256. :func:`pq_codes` assigns them from an (I, D) item table (the teacher's):
-its top d principal directions, split into the m groups, each group clustered into K centroids by
-k-means; :meth:`PQEmbedding.assign` also starts the codebooks at the centroids.
+byte each while K <= 256. :meth:`PQEmbedding.assign` quantises a given (I, d) table: each group's
+d/m columns clustered into K centroids by k-means (:func:`pq_codes`), the codes the clusters and
+the codebooks starting at the centroids. For a KD student that table is the start a full-table
+student gets from the teacher's item embeddings (``distill/item_init.py``), so the codes group items
+the teacher places close together.
 
 ``qr``: the quotient-remainder trick (Shi et al., KDD 2020, "Compositional Embeddings Using
 Complementary Partitions for Memory-Efficient Recommendation Systems"): two tables of about sqrt(I)
@@ -83,9 +85,9 @@ class PQEmbedding(nn.Module):
         return F.embedding(ids, self.weight)  # (B, L, d)
 
     @torch.no_grad()
-    def assign(self, items: np.ndarray, seed: int = 0) -> None:
-        """Codes and starting codebooks from an (I, D) item table (row r: item r + 1), see :func:`pq_codes`."""
-        codes, books = pq_codes(items, self.d_model, self.groups, self.centroids, seed)
+    def assign(self, table: np.ndarray, seed: int = 0) -> None:
+        """Codes and starting codebooks that quantise an (I, d) table (row r: item r + 1), see :func:`pq_codes`."""
+        codes, books = pq_codes(table, self.groups, self.centroids, seed)
         self.codes.copy_(torch.from_numpy(codes).to(self.codes.dtype))
         self.codebooks.copy_(torch.from_numpy(books))
 
@@ -115,30 +117,24 @@ class QREmbedding(nn.Module):
         return F.embedding(ids, self.weight)  # (B, L, d)
 
 
-def pq_codes(
-    items: np.ndarray, d_model: int, groups: int, centroids: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-item codes for an (I, D) item table: (I, m) codes and (m, K, d/m) centroids.
+def pq_codes(table: np.ndarray, groups: int, centroids: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-item codes for an (I, d) item table: (I, m) codes and (m, K, d/m) centroids.
 
-    The table is centred and projected on its top ``d_model`` principal directions (zero columns pad
-    it when D < d_model), scaled to the full table's initial spread, split into ``groups`` blocks of
-    d/m columns and clustered per block by k-means (scikit-learn) into ``centroids`` codes; a block
-    with fewer distinct rows than codes leaves the extra codes unused.
+    The table's d columns are split into ``groups`` blocks of d/m, and each block's rows are clustered
+    by k-means (scikit-learn) into ``centroids`` codes; a block with fewer distinct rows than codes
+    leaves the extra codes unused (their centroids at zero).
     """
     from sklearn.cluster import KMeans
 
-    x = np.asarray(items, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    z = x @ vt[:d_model].T  # (I, min(D, d))
-    if z.shape[1] < d_model:
-        z = np.pad(z, ((0, 0), (0, d_model - z.shape[1])))
-    z *= d_model**-0.5 / max(float(z.std()), 1e-12)
+    x = np.asarray(table, dtype=np.float32)
+    n_items, d_model = x.shape
+    if d_model % groups:
+        raise ValueError(f"pq: d_model {d_model} must split into {groups} equal groups")
     sub = d_model // groups
-    codes = np.zeros((len(z), groups), dtype=np.int64)
+    codes = np.zeros((n_items, groups), dtype=np.int64)
     books = np.zeros((groups, centroids, sub), dtype=np.float32)
     for j in range(groups):
-        block = z[:, j * sub : (j + 1) * sub]
+        block = x[:, j * sub : (j + 1) * sub]
         k = min(centroids, len(np.unique(block, axis=0)))
         fitted = KMeans(n_clusters=k, n_init=1, random_state=seed + j).fit(block)
         codes[:, j] = fitted.labels_

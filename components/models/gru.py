@@ -14,18 +14,22 @@ from shopdistill.components.models.layers import Dropout
 
 
 class GRURec(nn.Module):
-    def __init__(self, n_items: int, d_model: int, n_layers: int, dropout: float):
+    def __init__(
+        self, n_items: int, d_model: int, n_layers: int, dropout: float, items: nn.Module | None = None
+    ):
         super().__init__()
         self.d_model = d_model
-        self.item_emb = nn.Embedding(n_items + 1, d_model, padding_idx=0)  # (I + 1, d)
+        # (I + 1, d): the full table, or a compressed one (models/embeddings.py)
+        self.item_emb = nn.Embedding(n_items + 1, d_model, padding_idx=0) if items is None else items
         self.drop = Dropout(dropout)
         self.gru = nn.GRU(
             d_model, d_model, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
         )
         self.norm = nn.LayerNorm(d_model)
-        nn.init.normal_(self.item_emb.weight, std=d_model**-0.5)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+        if items is None:
+            nn.init.normal_(self.item_emb.weight, std=d_model**-0.5)
+            with torch.no_grad():
+                self.item_emb.weight[0].zero_()
 
     def forward(self, items: torch.Tensor) -> ModelOutput:
         # items: (B, L) right-padded; position t only sees positions <= t

@@ -28,18 +28,22 @@ class SASRec(nn.Module):
         dropout: float,
         max_len: int,
         ffn_mult: int = 4,
+        items: nn.Module | None = None,
     ):
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
-        self.item_emb = nn.Embedding(n_items + 1, d_model, padding_idx=0)  # (I + 1, d)
+        # (I + 1, d): the full table, or a compressed one (models/embeddings.py)
+        self.item_emb = nn.Embedding(n_items + 1, d_model, padding_idx=0) if items is None else items
         self.pos_emb = nn.Embedding(max_len, d_model)  # (max_len, d)
         self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout, ffn_mult) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
-        nn.init.normal_(self.item_emb.weight, std=d_model**-0.5)
+        if items is None:
+            nn.init.normal_(self.item_emb.weight, std=d_model**-0.5)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+        if items is None:
+            with torch.no_grad():
+                self.item_emb.weight[0].zero_()
 
     def forward(self, items: torch.Tensor) -> ModelOutput:
         # items: (B, L) long, right-padded with 0; only the last max_len positions are used

@@ -58,7 +58,14 @@ def grow_items(state: dict[str, torch.Tensor], n_items: int) -> dict[str, torch.
 def start_from(model: nn.Module, warm: WarmStart, n_items: int) -> None:
     """Load ``warm``'s weights into ``model`` (same architecture, item table grown to ``n_items``)."""
     previous, cfg, _ = load_model(warm.checkpoint, warm.sha256)
-    state = grow_items(previous.state_dict(), n_items)
+    if cfg.item_embedding != "full" and previous.item_emb.n_items != n_items:
+        raise CheckpointError(
+            f"{warm.checkpoint}: a {cfg.item_embedding} item table of {previous.item_emb.n_items} items "
+            f"cannot grow to {n_items} (its codes or factors index the catalogue): start cold (warm.cold: true)"
+        )
+    state = (
+        grow_items(previous.state_dict(), n_items) if cfg.item_embedding == "full" else previous.state_dict()
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -228,3 +228,29 @@ def test_student_items_start_from_the_teacher_and_the_baseline_ignores_it(teache
             dataset_digest=DATA,
             log=lambda m: None,
         )
+
+
+def test_a_pq_student_takes_its_codes_from_the_teachers_items(teacher, tiny_data, tmp_path):
+    from shopdistill.components.distill.item_init import item_init_from_teacher
+    from shopdistill.components.models.embeddings import pq_codes
+
+    handle, _, _ = build(teacher, tiny_data, tmp_path)
+    cfg = DistillConfig(top_k=10, item_init="teacher")
+    pq = STUDENT.model_copy(update={"item_embedding": "pq", "pq_groups": 2, "pq_centroids": 8})
+    frozen = TrainConfig(epochs=1, batch_size=32, lr=1e-9)
+    student, result = distill_student(
+        tiny_data, pq, frozen, cfg, tmp_path / "pq", cache=handle, dataset_digest=DATA, log=lambda m: None
+    )
+    start = item_init_from_teacher(SoftLabelReader(handle.path).teacher_items(), pq.d_model).numpy()
+    codes, books = pq_codes(start, groups=2, centroids=8, seed=0)
+    np.testing.assert_array_equal(student.item_emb.codes.numpy(), codes)
+    torch.testing.assert_close(
+        student.item_emb.codebooks.detach(), torch.from_numpy(books), atol=1e-5, rtol=0
+    )
+    assert result.best_valid["NDCG@10"] > 0
+    # a quotient-remainder student has no per-item rows to start: it trains from its own start
+    qr = STUDENT.model_copy(update={"item_embedding": "qr"})
+    _, result = distill_student(
+        tiny_data, qr, frozen, cfg, tmp_path / "qr", cache=handle, dataset_digest=DATA, log=lambda m: None
+    )
+    assert result.trained_epochs == 1

@@ -44,33 +44,31 @@ def test_qr_gives_every_item_its_own_pair_of_factors():
 
 def test_pq_codes_of_a_clustered_table_recover_its_clusters():
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(4, 6)) * 5
+    centres = rng.normal(size=(4, 4)) * 5
     labels = rng.integers(0, 4, size=200)
-    items = centres[labels] + rng.normal(scale=0.01, size=(200, 6))
-    codes, books = pq_codes(items, d_model=4, groups=1, centroids=4)
-    assert codes.shape == (200, 1) and books.shape == (1, 4, 4)
-    pairs = set(zip(labels.tolist(), codes[:, 0].tolist(), strict=True))
-    assert len(pairs) == 4  # the codes partition the items as the true clusters do
+    table = centres[labels] + rng.normal(scale=0.01, size=(200, 4))
+    codes, books = pq_codes(table, groups=2, centroids=4)
+    assert codes.shape == (200, 2) and books.shape == (2, 4, 2)
+    for j in range(2):  # each group's codes partition the items as the true clusters do
+        pairs = set(zip(labels.tolist(), codes[:, j].tolist(), strict=True))
+        assert len(pairs) == 4
+        np.testing.assert_allclose(books[j][codes[:, j]], table[:, 2 * j : 2 * j + 2], atol=0.05)
 
 
-def test_assigned_codebooks_reproduce_the_projected_table_closely():
-    rng = np.random.default_rng(1)
-    items = rng.normal(size=(300, 16)).astype(np.float32)
-    table = PQEmbedding(n_items=300, d_model=8, groups=4, centroids=64)
-    table.assign(items)
-    rows = table.weight[1:].detach().numpy()  # (I, d) reconstructed from codes and centroids
-    x = items - items.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    z = x @ vt[:8].T
-    z *= 8**-0.5 / z.std()
-    relative = np.linalg.norm(rows - z) / np.linalg.norm(z)
-    assert relative < 0.5  # 64 codes per 2-dim block of 300 items: most of the table is kept
+def test_assigned_codebooks_reproduce_the_table_closely():
+    table = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
+    pq = PQEmbedding(n_items=300, d_model=8, groups=4, centroids=64)
+    pq.assign(table)
+    rows = pq.weight[1:].detach().numpy()  # (I, d) from the codes and the codebooks
+    assert np.linalg.norm(rows - table) / np.linalg.norm(table) < 0.5  # 64 codes per 2-dim block
 
 
-def test_a_table_narrower_than_the_student_is_padded_with_zero_columns():
-    items = np.random.default_rng(2).normal(size=(40, 4))
-    codes, books = pq_codes(items, d_model=8, groups=2, centroids=8)
-    assert codes.shape == (40, 2) and np.allclose(books[1], 0)  # the second group: padding only
+def test_a_block_with_fewer_distinct_rows_than_codes_leaves_codes_unused():
+    table = np.zeros((40, 4), dtype=np.float32)
+    table[:20, :2] = 1.0
+    codes, books = pq_codes(table, groups=2, centroids=8)
+    assert set(codes[:, 0].tolist()) == {0, 1} and set(codes[:, 1].tolist()) == {0}
+    assert np.allclose(books[0, 2:], 0) and np.allclose(books[1], 0)
 
 
 def test_bad_settings_are_refused_with_the_reason():
@@ -80,3 +78,34 @@ def test_bad_settings_are_refused_with_the_reason():
         PQEmbedding(10, 8, groups=4, centroids=1)
     with pytest.raises(ValueError, match="unknown item embedding"):
         build_item_embedding("hash", 10, 8)
+
+
+@pytest.mark.parametrize("arch,scheme", [("sasrec", "pq"), ("gru", "pq"), ("gru", "qr")])
+def test_compressed_students_export_to_onnx_with_parity_and_int8(
+    arch, scheme, tiny_dataset, tiny_data, tmp_path
+):
+    pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'shopdistill[onnx]'")
+    from shopdistill.components.config import ModelConfig
+    from shopdistill.components.export import OnnxScorer, export_student
+    from shopdistill.components.models import build_model
+    from shopdistill.components.models.checkpoint import load_model, save_model
+
+    cfg = ModelConfig(arch=arch, d_model=8, n_layers=1, n_heads=1, dropout=0.0, max_len=6, item_embedding=scheme,
+                      pq_groups=2, pq_centroids=16)  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg, tiny_data.n_items).eval()
+    if scheme == "pq":
+        model.item_emb.assign(np.random.default_rng(0).normal(size=(tiny_data.n_items, 8)).astype(np.float32))
+    save_model(tmp_path / "best.pt", model, cfg, tiny_data.n_items)
+    loaded, _, _ = load_model(tmp_path / "best.pt")  # codes and codebooks (or factors) round-trip
+    torch.testing.assert_close(loaded.item_emb.weight, model.item_emb.weight)
+    result = export_student(tmp_path / "best.pt", tiny_dataset, tmp_path / "onnx")  # checks fp32 parity
+    batch = tiny_data.eval_batch(tiny_data.eval_users("test")[:32], "test", 6, mask_history=False)
+    fp32 = OnnxScorer(result.path).scores(batch.inputs.numpy())
+    with torch.no_grad():
+        hidden = model(batch.inputs).hidden[torch.arange(32), batch.lengths - 1]
+        expected = (hidden @ model.output_weight().T).numpy()
+    np.testing.assert_allclose(fp32, expected, rtol=1e-4, atol=1e-4)
+    int8 = OnnxScorer(result.path, quantized=True).scores(batch.inputs.numpy())
+    top_a, top_b = np.argsort(-fp32, axis=1)[:, :10], np.argsort(-int8, axis=1)[:, :10]
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b, strict=True)]) >= 0.8

@@ -45,6 +45,19 @@ def test_the_item_table_grows_with_the_mean_item_and_keeps_every_known_row(tmp_p
         )
 
 
+@pytest.mark.parametrize("scheme", ["pq", "qr"])
+def test_a_compressed_item_table_continues_on_the_same_catalogue_and_refuses_to_grow(tmp_path, scheme):
+    cfg = MODEL.model_copy(update={"item_embedding": scheme, "pq_groups": 2, "pq_centroids": 4})
+    torch.manual_seed(0)
+    old = build_model(cfg, 10)
+    digest = save_model(tmp_path / "best.pt", old, cfg, 10)
+    same = build_model(cfg, 10)
+    start_from(same, WarmStart(tmp_path / "best.pt", digest, 0), 10)
+    torch.testing.assert_close(same.item_emb.weight, old.item_emb.weight)
+    with pytest.raises(CheckpointError, match=f"a {scheme} item table of 10 items cannot grow to 14"):
+        start_from(build_model(cfg, 14), WarmStart(tmp_path / "best.pt", digest, 0), 14)
+
+
 def test_a_cold_start_comes_every_n_nights_or_when_asked():
     every3 = WarmStartConfig(full_retrain_every=3)
     first, second, third = (WarmStart(None, "abc", generation=g) for g in (0, 1, 2))
