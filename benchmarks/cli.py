@@ -36,7 +36,7 @@ def register(
     study.add_argument(
         "--groups",
         default=None,
-        help="only these groups, comma-separated: headline, ablation, temperature, top_k, size",
+        help="only these groups, comma-separated: headline, ablation, temperature, top_k, size, compressed",
     )
     study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
     study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")

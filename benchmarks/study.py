@@ -6,8 +6,10 @@
     -> mean and spread over seeds per variant -> choice on validation -> JSON + markdown + plots
 
 Variants come in groups: ``headline`` (the profile's student, no KD vs. KD, SASRec and GRU),
-``ablation`` (logits, + feature, + relation, + ranking), ``temperature``, ``top_k`` and ``size``
-(d = 16, 32, 64 with and without KD). The quick grid is the headline; ``full=True`` runs every group,
+``ablation`` (logits, + feature, + relation, + ranking), ``temperature``, ``top_k``, ``size``
+(d = 16, 32, 64 with and without KD) and ``compressed`` (the profile's student architecture at d = 32
+and 64 over a compressed item table, pq and qr, with and without KD: models/embeddings.py). The quick
+grid is the headline; ``full=True`` runs every group,
 ``groups=("headline", "size")`` the ones named.
 The choice of a distillation setting uses validation NDCG@10 only; test numbers are reported, never
 used to choose. Every stage is stored by what determines it and reused on rerun.
@@ -28,9 +30,9 @@ import torch
 from shopdistill.benchmarks.stages import soft_labels_for, student_for, teacher_for
 from shopdistill.benchmarks.targets import TEACHER_MIN_NDCG
 from shopdistill.components.artifacts import write_json_atomic
-from shopdistill.components.config import DistillConfig, PipelineConfig
+from shopdistill.components.config import DistillConfig, ModelConfig, PipelineConfig
 from shopdistill.components.data.dataset import prepare_dataset
-from shopdistill.components.evaluation import evaluate_model, latency_profile
+from shopdistill.components.evaluation import evaluate_model, latency_profile, model_size_bytes
 from shopdistill.components.models import build_model, count_parameters
 from shopdistill.components.models.checkpoint import load_model
 from shopdistill.components.models.ensemble import Ensemble
@@ -38,7 +40,10 @@ from shopdistill.components.sequences import SequenceData
 from shopdistill.components.training.runtime import configure_torch
 
 METRICS = ("NDCG@10", "HR@10", "MRR@10", "coverage@10", "popularity_pct@10")
-GROUPS = ("headline", "ablation", "temperature", "top_k", "size")
+GROUPS = ("headline", "ablation", "temperature", "top_k", "size", "compressed")
+COMPRESSED_SCHEMES, COMPRESSED_SIZES = ("pq", "qr"), (32, 64)
+# the size target of a compressed student: no larger than a d=16 student (parameters, stored bytes)
+MAX_PARAMS, MAX_BYTES = 200_000, 780_000
 EPOCH_BUDGETS = (10, 20, 40)  # "same epochs budget": KD vs no KD when training may last only E epochs
 
 
@@ -52,6 +57,17 @@ class Variant:
     d_model: int
     kd: bool
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's distill section
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the student's model section
+
+    @property
+    def shape(self) -> str:
+        """What latency depends on: architecture, width and item table."""
+        return f"{self.arch}-d{self.d_model}" + (f"-{self.model['item_embedding']}" if self.model else "")
+
+    def model_config(self, config: PipelineConfig) -> ModelConfig:
+        update = {"arch": self.arch, "d_model": self.d_model, "n_heads": 1 if self.d_model <= 16 else 2}
+        # validated, not model_copy'd, so an override keys the same stored student however it is written
+        return ModelConfig.model_validate({**config.student.model.model_dump(), **update, **self.model})
 
 
 def study_grid(
@@ -81,6 +97,20 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
     grid = [
         Variant(f"{a}-d{d}-{'kd' if kd else 'nokd'}", "headline", a, d, kd)
         for a in archs
+        for kd in (False, True)
+    ]
+    arch = config.student.model.arch
+    grid += [
+        Variant(
+            f"{arch}-d{size}-{scheme}-{'kd' if kd else 'nokd'}",
+            "compressed",
+            arch,
+            size,
+            kd,
+            model={"item_embedding": scheme},
+        )
+        for scheme in COMPRESSED_SCHEMES
+        for size in COMPRESSED_SIZES
         for kd in (False, True)
     ]
     if "sasrec" not in archs:
@@ -226,9 +256,7 @@ def run_study(
             }
         for v in grid:
             spec = cache_spec(v.group, config)
-            model_cfg = config.student.model.model_copy(
-                update={"arch": v.arch, "d_model": v.d_model, "n_heads": 1 if v.d_model <= 16 else 2}
-            )
+            model_cfg = v.model_config(config)
             # validated, not model_copy'd: a setting given as 2 must key the same stored student as 2.0
             distill = (
                 DistillConfig.model_validate(
@@ -250,6 +278,7 @@ def run_study(
                     "seed": seed,
                     "teacher_seed": t_seed,
                     "params": count_parameters(student),
+                    "size_bytes": model_size_bytes(student),  # the stored state, codes included
                     "valid": valid,
                     "test": test,
                     "epochs": len(result.history),
@@ -263,11 +292,9 @@ def run_study(
     # latency depends on the architecture and width only: one measurement each, and the teacher's
     latency: dict[str, dict[str, float]] = {}
     for v in grid:
-        key = f"{v.arch}-d{v.d_model}"
+        key = v.shape
         if key not in latency:
-            m_cfg = config.student.model.model_copy(
-                update={"arch": v.arch, "d_model": v.d_model, "n_heads": 1 if v.d_model <= 16 else 2}
-            )
+            m_cfg = v.model_config(config)
             latency[key] = latency_profile(
                 build_model(m_cfg, data.n_items).eval(), data, m_cfg.max_len, requests=requests
             )
@@ -311,6 +338,7 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_
     for v in grid:
         mine = [r for r in runs if r["variant"] == v.name]
         row: dict[str, Any] = {**asdict(v), "params": mine[0]["params"], "seeds": [r["seed"] for r in mine]}
+        row["size_bytes"] = mine[0].get("size_bytes")
         for split in ("valid", "test"):
             row[split] = {m: _summary([r[split][m] for r in mine]) for m in METRICS}
         row["valid_within_epochs"] = {
@@ -318,7 +346,7 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_
         }
         row["train_seconds"] = _summary([r["train_seconds"] for r in mine])
         row["epochs"] = _summary([r["epochs"] for r in mine])
-        row["latency_p99_ms"] = latency[f"{v.arch}-d{v.d_model}"]["latency_p99_ms"]
+        row["latency_p99_ms"] = latency[v.shape]["latency_p99_ms"]
         rows[v.name] = row
     t_rows = list(teachers.values())
     teacher = {
@@ -340,7 +368,7 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_
     # the shipped student: the best KD row at the profile's width, any architecture, on validation
     kd_rows = [n for n, r in rows.items() if r["kd"] and r["d_model"] == d]
     chosen = max(kd_rows, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"]) if kd_rows else None
-    checks = _checks(rows, teacher, chosen, d)
+    checks = _checks(rows, teacher, chosen, d) + _compressed_checks(rows, teacher)
     return {
         "grid": grid_name,
         "seeds": list(seeds),
@@ -393,6 +421,42 @@ def _checks(rows, teacher, chosen, d) -> list[dict[str, Any]]:
     return out
 
 
+def _compressed_checks(rows, teacher) -> list[dict[str, Any]]:
+    """The compressed student's targets: the best KD row of the group on validation that is no larger
+    than a d=16 student (parameters and stored bytes) against the teacher, its own no-KD twin and
+    the teacher's p99 (test means; chosen on validation)."""
+    fits = [
+        n
+        for n, r in rows.items()
+        if r["group"] == "compressed"
+        and r["kd"]
+        and r["params"] <= MAX_PARAMS
+        and (r["size_bytes"] or 0) <= MAX_BYTES
+    ]
+    if not fits:
+        return []
+    name = max(fits, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"])
+    kd, t = rows[name], teacher["test"]["NDCG@10"]["mean"]
+    nokd = rows.get(name[: -len("-kd")] + "-nokd")
+    out = [
+        {
+            "check": f"{name} (chosen on validation, <= {MAX_PARAMS:,} params, <= {MAX_BYTES / 1e6:g} MB): "
+            "NDCG@10 >= 0.95 x teacher",
+            "value": kd["test"]["NDCG@10"]["mean"] / t,
+            "passed": kd["test"]["NDCG@10"]["mean"] >= 0.95 * t,
+        },
+        {
+            "check": f"{name}: p99 <= 0.1 x teacher",
+            "value": kd["latency_p99_ms"] / teacher["latency_p99_ms"],
+            "passed": kd["latency_p99_ms"] <= 0.1 * teacher["latency_p99_ms"],
+        },
+    ]
+    if nokd:
+        gain = kd["test"]["NDCG@10"]["mean"] / max(nokd["test"]["NDCG@10"]["mean"], 1e-12)
+        out.append({"check": f"{name} >= 1.15 x its no-KD twin", "value": gain, "passed": gain >= 1.15})
+    return out
+
+
 def _fmt(s: dict[str, float]) -> str:
     return f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}"
 
@@ -407,23 +471,23 @@ def render_study(result: dict[str, Any]) -> str:
         f"{'one teacher per seed' if result['teacher_per_seed'] else 'one teacher (seed ' + str(t['seeds'][0]) + ') for every student seed'}; "
         f"wall time {result['wall_seconds'] / 60:.1f} min (stages already done are reused).",
         "",
-        "| model | group | params | valid NDCG@10 | test NDCG@10 | test HR@10 | coverage@10 | popularity pct | "
+        "| model | group | params | MB | valid NDCG@10 | test NDCG@10 | test HR@10 | coverage@10 | popularity pct | "
         "epochs | train s | p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| teacher | | {t['params']:,} | {_fmt(t['valid']['NDCG@10'])} | {_fmt(t['test']['NDCG@10'])} | "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| teacher | | {t['params']:,} | | {_fmt(t['valid']['NDCG@10'])} | {_fmt(t['test']['NDCG@10'])} | "
         f"{_fmt(t['test']['HR@10'])} | {t['test']['coverage@10']['mean']:.3f} | {t['test']['popularity_pct@10']['mean']:.3f} "
         f"| | {t['train_seconds']['mean']:.0f} | {t['latency_p99_ms']:.2f} |",
     ]
     if "members" in t:
         mem = t["members"]
         lines.append(
-            f"| teacher members alone ({t['ensemble']} seeds) | | {t['params'] // t['ensemble']:,} each | "
+            f"| teacher members alone ({t['ensemble']} seeds) | | {t['params'] // t['ensemble']:,} each | | "
             f"{_fmt(mem['valid']['NDCG@10'])} | {_fmt(mem['test']['NDCG@10'])} | {_fmt(mem['test']['HR@10'])} | "
             f"{mem['test']['coverage@10']['mean']:.3f} | {mem['test']['popularity_pct@10']['mean']:.3f} | | | |"
         )
     for name, r in result["rows"].items():
         lines.append(
-            f"| {name} | {r['group']} | {r['params']:,} | {_fmt(r['valid']['NDCG@10'])} | {_fmt(r['test']['NDCG@10'])} | "
+            f"| {name} | {r['group']} | {r['params']:,} | {_mb(r)} | {_fmt(r['valid']['NDCG@10'])} | {_fmt(r['test']['NDCG@10'])} | "
             f"{_fmt(r['test']['HR@10'])} | {r['test']['coverage@10']['mean']:.3f} | "
             f"{r['test']['popularity_pct@10']['mean']:.3f} | {r['epochs']['mean']:.0f} | "
             f"{r['train_seconds']['mean']:.0f} | {r['latency_p99_ms']:.2f} |"
@@ -434,6 +498,10 @@ def render_study(result: dict[str, Any]) -> str:
         lines.append(f"| {c['check']} | {c['value']:.4f} | {'yes' if c['passed'] else 'no'} |")
     lines += _budget_table(result["rows"])
     return "\n".join(lines) + "\n"
+
+
+def _mb(row: dict[str, Any]) -> str:
+    return f"{row['size_bytes'] / 1e6:.2f}" if row.get("size_bytes") else ""
 
 
 def _tradeoff_table(result: dict[str, Any]) -> list[str]:
@@ -516,6 +584,21 @@ def plot_size_curve(result: dict[str, Any], out_dir: Path) -> list[Path]:
                     ax.errorbar(
                         xs, ys, yerr=es, fmt=style, capsize=3, label=f"{arch} {'KD' if kd else 'no KD'}"
                     )
+                for scheme, marker in (("pq", "s"), ("qr", "^")):
+                    pts = sorted(
+                        (r[x_key], r["test"]["NDCG@10"]["mean"], r["test"]["NDCG@10"]["std"])
+                        for r in result["rows"].values()
+                        if r["arch"] == arch
+                        and r["kd"] == kd
+                        and r["group"] == "compressed"
+                        and r["model"].get("item_embedding") == scheme
+                    )
+                    if pts:
+                        xs, ys, es = zip(*pts, strict=True)
+                        ax.errorbar(
+                            xs, ys, yerr=es, fmt=marker + style[1:], capsize=3,
+                            label=f"{arch} {scheme} {'KD' if kd else 'no KD'}",
+                        )  # fmt: skip
         ax.scatter(
             [t[x_key]],
             [t["test"]["NDCG@10"]["mean"]],

@@ -78,7 +78,7 @@ def test_full_grid_has_every_group():
     config = load_config(profile="beauty")
     grid = study_grid(config, full=True)
     groups = {v.group for v in grid}
-    assert groups == {"headline", "ablation", "temperature", "top_k", "size"}
+    assert groups == {"headline", "ablation", "temperature", "top_k", "size", "compressed"}
     assert sorted(v.distill["temperature"] for v in grid if v.group == "temperature") == [1, 2, 4, 8]
     assert sorted(v.distill["top_k"] for v in grid if v.group == "top_k") == [20, 50, 100, 200]
     assert sorted({v.d_model for v in grid if v.group == "size"}) == [32, 64]  # d=16 is the headline's
@@ -90,7 +90,37 @@ def test_full_grid_has_every_group():
     with pytest.raises(ValueError, match="unknown study group.*'sizes'"):
         study_grid(config, groups=("sizes",))
     assert [v.name for v in study_grid(config, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
-    assert [v.name for v in study_grid(config, full=True, archs=("gru",))] == ["gru-d16-nokd", "gru-d16-kd"]
+    compressed = [f"gru-d{d}-{s}-{k}" for s in ("pq", "qr") for d in (32, 64) for k in ("nokd", "kd")]
+    assert [v.name for v in study_grid(config, groups=("compressed",))] == compressed  # the profile's arch
+    assert [v.name for v in study_grid(config, full=True, archs=("gru",))] == [
+        "gru-d16-nokd",
+        "gru-d16-kd",
+        *compressed,
+    ]
+
+
+def test_the_compressed_group_reports_size_on_disk_and_its_targets(out_root, tmp_path):
+    overrides = [*TINY_PIPELINE, "student.model.arch=gru", "teacher.model.d_model=64"]  # items for d <= 64
+    config = load_config(profile="demo", overrides=overrides)
+    result = run_study(
+        config, tmp_path / "c", seeds=(0,), groups=("compressed",), requests=5, log=lambda _m: None
+    )
+    rows = result["rows"]
+    assert set(rows) == {f"gru-d{d}-{s}-{k}" for s in ("pq", "qr") for d in (32, 64) for k in ("nokd", "kd")}
+    for name, row in rows.items():
+        scheme = row["model"]["item_embedding"]
+        built = build_model(
+            config.student.model.model_copy(update={"d_model": row["d_model"], "item_embedding": scheme}), 80
+        )
+        assert row["params"] == count_parameters(built), name
+        assert row["size_bytes"] > 4 * row["params"]  # the state: parameters plus codes (pq) and framing
+    pq, qr = rows["gru-d64-pq-kd"], rows["gru-d64-qr-kd"]
+    assert pq["size_bytes"] - 4 * pq["params"] > qr["size_bytes"] - 4 * qr["params"]  # the codes are stored
+    checks = [c["check"] for c in result["checks"]]
+    assert any("NDCG@10 >= 0.95 x teacher" in c and "chosen on validation" in c for c in checks)
+    assert any("p99 <= 0.1 x teacher" in c for c in checks) and any("no-KD twin" in c for c in checks)
+    md = (tmp_path / "c" / "study.md").read_text()
+    assert "| gru-d64-pq-kd | compressed |" in md and (tmp_path / "c" / "size_curve_params.png").is_file()
 
 
 def test_temperature_and_top_k_sweep_logits_kd_whatever_the_profile_adds():
