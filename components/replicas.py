@@ -40,8 +40,7 @@ class Replicas:
         """The mean of ``values`` over the ranks, on every rank (a collective call)."""
         if self.size == 1:
             return values
-        box = torch.tensor(list(values.values()), dtype=torch.float64)
-        dist.all_reduce(box)
+        box = self.sum(torch.tensor(list(values.values()), dtype=torch.float64))
         return dict(zip(values, (box / self.size).tolist(), strict=True))
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ with N ranks, n_r of the batch's n positions on rank r. The global batch (``trai
 one process would use, so the same settings train the same model within run-to-run noise
 (docs/results/scale-out.md measures it). Ranks talk over gloo: the training loop runs on CPU.
 
-Rank 0 validates, writes ``last.pt`` every epoch and saves ``best.pt`` into the model's folder, which
-every worker must reach (a shared filesystem on a cluster, as for the rest of the store). When a worker
+Every rank validates a share of the users (``replicas.py``); rank 0 writes ``last.pt`` every epoch and
+saves ``best.pt`` into the model's folder, which every worker must reach (a shared filesystem on a cluster, as for the rest of the store). When a worker
 dies, Ray Train restarts the group (``runtime.ray_worker_restarts`` times) and every rank resumes from
 that ``last.pt``, the same resume a killed single process gets.
 """

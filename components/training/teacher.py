@@ -149,20 +149,10 @@ def _train_member(
         train = warm_start.warm_train(train, t_cfg.warm)
         log(f"[{name}] warm start from {warm.checkpoint} (warm night {warm.generation + 1})")
     out = stores.teacher_dir(root, data_name, key)
-    trainer = fit_replicated if train.workers > 1 else fit
-    extra = {"cluster": cluster} if train.workers > 1 else {}
-    result = trainer(
-        model,
-        data,
-        t_cfg.model,
-        train,
-        out,
-        seed=seed,
-        threads=threads,
-        fingerprint=key,
-        log=log,
-        name=name,
-        **extra,
-    )
+    args = dict(seed=seed, threads=threads, fingerprint=key, log=log, name=name)
+    if train.workers > 1:
+        result = fit_replicated(model, data, t_cfg.model, train, out, cluster=cluster, **args)
+    else:
+        result = fit(model, data, t_cfg.model, train, out, **args)
     warm_start.write_lineage(out, dataset_digest, config_key, seed, warm, result.checkpoint_sha256)
     return result, warm
