@@ -42,8 +42,7 @@ from shopdistill.components.training.runtime import configure_torch
 METRICS = ("NDCG@10", "HR@10", "MRR@10", "coverage@10", "popularity_pct@10")
 GROUPS = ("headline", "ablation", "temperature", "top_k", "size", "compressed")
 COMPRESSED_SCHEMES, COMPRESSED_SIZES = ("pq", "qr"), (32, 64)
-# the size target of a compressed student: no larger than a d=16 student (parameters, stored bytes)
-MAX_PARAMS, MAX_BYTES = 200_000, 780_000
+PQ_SUB_DIM = 4  # pq students: d / 4 code groups of 4 dimensions, 256 codes each
 EPOCH_BUDGETS = (10, 20, 40)  # "same epochs budget": KD vs no KD when training may last only E epochs
 
 
@@ -58,6 +57,7 @@ class Variant:
     kd: bool
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's distill section
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the student's model section
+    fill: bool = False  # pq: as many full rows as the size budget leaves (:func:`fill_budget`)
 
     @property
     def shape(self) -> str:
@@ -107,7 +107,8 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
             arch,
             size,
             kd,
-            model={"item_embedding": scheme},
+            model={"item_embedding": scheme, **({"pq_groups": size // PQ_SUB_DIM} if scheme == "pq" else {})},
+            fill=scheme == "pq",
         )
         for scheme in COMPRESSED_SCHEMES
         for size in COMPRESSED_SIZES
@@ -154,6 +155,30 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
 
 
 SHARED_CACHE_GROUPS = ("ablation", "temperature", "top_k")
+
+
+def size_budget(config: PipelineConfig, n_items: int) -> tuple[int, int]:
+    """What a compressed student may cost: the profile's student with a full item table (parameters,
+    stored bytes). On Beauty that is the d=16 GRU, 195,296 parameters and 0.78 MB."""
+    model = build_model(config.student.model.model_copy(update={"item_embedding": "full"}), n_items)
+    return count_parameters(model), model_size_bytes(model)
+
+
+def fill_budget(model_cfg: ModelConfig, n_items: int, budget: tuple[int, int]) -> ModelConfig:
+    """A pq student with as many full rows (for the items most frequent in training) as fit ``budget``
+    (parameters, stored bytes) besides its codes, codebooks and sequence encoder; none when even
+    those do not fit."""
+
+    def cost(rows: int) -> tuple[int, int]:
+        model = build_model(model_cfg.model_copy(update={"pq_full_rows": rows}), n_items)
+        return count_parameters(model), model_size_bytes(model)
+
+    d = model_cfg.d_model
+    params, size = cost(0)
+    rows = max(0, min((budget[0] - params) // d, (budget[1] - size - 2 * n_items) // (4 * d), n_items - 1))
+    while rows > 0 and any(c > b for c, b in zip(cost(rows), budget, strict=True)):
+        rows -= 1  # the state's framing: a few bytes more than the rows themselves
+    return ModelConfig.model_validate({**model_cfg.model_dump(), "pq_full_rows": rows})
 
 
 def cache_spec(group: str, config: PipelineConfig) -> tuple[int, bool]:
@@ -215,6 +240,13 @@ def run_study(
     prepared = prepare_dataset(config.data, config.runtime.root, report_dir=out_dir)
     data = SequenceData.from_path(prepared.handle.uri)
     digest = prepared.handle.sha256
+    budget = size_budget(config, data.n_items)
+    shapes = {
+        v.name: fill_budget(v.model_config(config), data.n_items, budget)
+        if v.fill
+        else v.model_config(config)
+        for v in grid
+    }
     log(
         f"study on {config.data.name}: {data.n_users:,} users, {data.n_items:,} items; {len(grid)} variants x "
         f"{len(seeds)} seeds ({grid_name} grid)"
@@ -256,7 +288,7 @@ def run_study(
             }
         for v in grid:
             spec = cache_spec(v.group, config)
-            model_cfg = v.model_config(config)
+            model_cfg = shapes[v.name]
             # validated, not model_copy'd: a setting given as 2 must key the same stored student as 2.0
             distill = (
                 DistillConfig.model_validate(
@@ -294,7 +326,7 @@ def run_study(
     for v in grid:
         key = v.shape
         if key not in latency:
-            m_cfg = v.model_config(config)
+            m_cfg = shapes[v.name]
             latency[key] = latency_profile(
                 build_model(m_cfg, data.n_items).eval(), data, m_cfg.max_len, requests=requests
             )
@@ -305,7 +337,9 @@ def run_study(
         t_model.eval(), data, config.teacher.model.max_len, requests=requests
     )
 
-    result = _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_per_seed)
+    result = _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_per_seed, budget)
+    for name, row in result["rows"].items():
+        row["model"] = shapes[name].model_dump(mode="json")  # the student as trained (full rows filled in)
     result["dataset"] = {
         "name": config.data.name,
         "digest": digest,
@@ -333,7 +367,9 @@ def best_within(curve: list[float], epochs: int) -> float:
     return max(curve[:epochs])
 
 
-def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_per_seed) -> dict[str, Any]:
+def _aggregate(
+    config, grid, runs, teachers, latency, seeds, grid_name, teacher_per_seed, budget
+) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for v in grid:
         mine = [r for r in runs if r["variant"] == v.name]
@@ -368,7 +404,7 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_
     # the shipped student: the best KD row at the profile's width, any architecture, on validation
     kd_rows = [n for n, r in rows.items() if r["kd"] and r["d_model"] == d]
     chosen = max(kd_rows, key=lambda n: rows[n]["valid"]["NDCG@10"]["mean"]) if kd_rows else None
-    checks = _checks(rows, teacher, chosen, d) + _compressed_checks(rows, teacher)
+    checks = _checks(rows, teacher, chosen, d) + _compressed_checks(rows, teacher, budget)
     return {
         "grid": grid_name,
         "seeds": list(seeds),
@@ -378,6 +414,7 @@ def _aggregate(config, grid, runs, teachers, latency, seeds, grid_name, teacher_
         "runs": runs,
         "chosen_on_validation": chosen,
         "checks": checks,
+        "size_budget": {"params": budget[0], "bytes": budget[1]},
     }
 
 
@@ -421,17 +458,18 @@ def _checks(rows, teacher, chosen, d) -> list[dict[str, Any]]:
     return out
 
 
-def _compressed_checks(rows, teacher) -> list[dict[str, Any]]:
+def _compressed_checks(rows, teacher, budget) -> list[dict[str, Any]]:
     """The compressed student's targets: the best KD row of the group on validation that is no larger
-    than a d=16 student (parameters and stored bytes) against the teacher, its own no-KD twin and
-    the teacher's p99 (test means; chosen on validation)."""
+    than the profile's full-table student (``budget``: parameters and stored bytes) against the
+    teacher, its own no-KD twin and the teacher's p99 (test means; chosen on validation)."""
+    max_params, max_bytes = budget
     fits = [
         n
         for n, r in rows.items()
         if r["group"] == "compressed"
         and r["kd"]
-        and r["params"] <= MAX_PARAMS
-        and (r["size_bytes"] or 0) <= MAX_BYTES
+        and r["params"] <= max_params
+        and (r["size_bytes"] or 0) <= max_bytes
     ]
     if not fits:
         return []
@@ -440,7 +478,7 @@ def _compressed_checks(rows, teacher) -> list[dict[str, Any]]:
     nokd = rows.get(name[: -len("-kd")] + "-nokd")
     out = [
         {
-            "check": f"{name} (chosen on validation, <= {MAX_PARAMS:,} params, <= {MAX_BYTES / 1e6:g} MB): "
+            "check": f"{name} (chosen on validation, <= {max_params:,} params, <= {max_bytes / 1e6:.2f} MB): "
             "NDCG@10 >= 0.95 x teacher",
             "value": kd["test"]["NDCG@10"]["mean"] / t,
             "passed": kd["test"]["NDCG@10"]["mean"] >= 0.95 * t,

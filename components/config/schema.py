@@ -289,6 +289,11 @@ class ModelConfig(StrictModel):
     )
     pq_groups: int = Field(8, ge=1, description="item_embedding pq: code groups (d_model must divide by it)")
     pq_centroids: int = Field(256, ge=2, le=65536, description="item_embedding pq: codes per group")
+    pq_full_rows: int = Field(
+        0,
+        ge=0,
+        description="item_embedding pq: the items most frequent in training keep a full row of their own",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -306,7 +311,8 @@ class ModelConfig(StrictModel):
         if dumped.get("item_embedding") != "pq":
             dumped.pop("pq_groups", None)
             dumped.pop("pq_centroids", None)
-        return _drop_default(dumped, "item_embedding", "full")
+            dumped.pop("pq_full_rows", None)
+        return _drop_default(_drop_default(dumped, "pq_full_rows", 0), "item_embedding", "full")
 
 
 def _drop_default(dumped: dict[str, Any], key: str, default: Any) -> dict[str, Any]:

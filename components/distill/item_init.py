@@ -14,12 +14,20 @@ of the d kept are not drowned out. Only the item table is transferred (the stude
 starts random and may be another architecture): an embedding-level form of feature distillation in
 the spirit of hint-based training (FitNets, Romero et al., ICLR 2015), done once at initialisation
 instead of through a loss.
+
+A student without a teacher gets the same kind of start from the interactions instead
+(:func:`item_init_from_interactions`): the rank-d truncated SVD of the binary user x item matrix of
+the training split, the item side V_d S_d^(1/2) scaled the same way. It is how RecJPQ (Petrov &
+Macdonald, WSDM 2024) assigns sub-item codes without a teacher, so a no-KD pq student has codes that
+group items bought by the same users rather than random ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from shopdistill.components.sequences import SequenceData
 
 
 def item_init_from_teacher(teacher_items: np.ndarray, d: int) -> torch.Tensor:
@@ -35,3 +43,22 @@ def item_init_from_teacher(teacher_items: np.ndarray, d: int) -> torch.Tensor:
     )
     x = u[:, :d] * s[:d].sqrt()  # (I, d)
     return x * (d**-0.5 / x.std())
+
+
+def item_init_from_interactions(data: SequenceData, d: int, seed: int = 0) -> torch.Tensor:
+    """(I, d) item factors of the training interactions' truncated SVD (see module docstring)."""
+    from scipy.sparse import csr_matrix
+    from sklearn.decomposition import TruncatedSVD
+
+    lengths = data.n_train.astype(np.int64)  # (U,) a prefix of each user's items is train
+    rows = np.repeat(np.arange(data.n_users), lengths)
+    cols = (
+        np.concatenate([data.items[o : o + n] for o, n in zip(data.offsets[:-1], lengths, strict=True)]) - 1
+    )
+    matrix = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(data.n_users, data.n_items))
+    matrix.data[:] = 1.0  # binary: a repeated purchase counts once
+    k = min(d, min(matrix.shape) - 1)
+    svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=seed).fit(matrix)
+    x = svd.components_.T * np.sqrt(svd.singular_values_)  # (I, k)
+    x = np.pad(x, ((0, 0), (0, d - k)))  # a tiny catalogue has fewer directions than d
+    return torch.from_numpy((x * (d**-0.5 / max(x.std(), 1e-12))).astype(np.float32))

@@ -17,7 +17,7 @@ from shopdistill.components import stores
 from shopdistill.components.artifacts import Handle
 from shopdistill.components.config import DistillConfig, ModelConfig, TrainConfig
 from shopdistill.components.distill.batches import KDBatch, kd_batches
-from shopdistill.components.distill.item_init import item_init_from_teacher
+from shopdistill.components.distill.item_init import item_init_from_interactions, item_init_from_teacher
 from shopdistill.components.distill.objective import DistillationObjective, uses_cache
 from shopdistill.components.models import build_model
 from shopdistill.components.sequences import SequenceData
@@ -62,12 +62,16 @@ def distill_student(
     student = build_model(model_cfg, data.n_items)
     fit_args = dict(seed=seed, threads=threads, fingerprint=key, log=log, name=name)
     if not kd:
+        if model_cfg.item_embedding == "pq":  # codes from the interactions: no teacher here
+            items = item_init_from_interactions(data, model_cfg.d_model, seed)
+            student.item_emb.assign(items.numpy(), seed, counts=data.train_counts[1:])
         return student, fit(student, data, model_cfg, train_cfg, out_dir, **fit_args)
     reader = SoftLabelReader(cache.uri)
     teacher_items = reader.teacher_items() if distill_cfg.item_init == "teacher" else None  # (I, D)
     _check_cache(reader, distill_cfg, data, teacher_items)
     if teacher_items is not None:
-        _start_items(student, model_cfg, item_init_from_teacher(teacher_items, model_cfg.d_model), seed)
+        start_items = item_init_from_teacher(teacher_items, model_cfg.d_model)
+        _start_items(student, model_cfg, start_items, data.train_counts[1:], seed)
     if start is not None:
         start_from(student, start, data.n_items)
         log(f"[{name}] warm start from {start.checkpoint}")
@@ -112,11 +116,14 @@ def _check_cache(
         )
 
 
-def _start_items(student: nn.Module, model_cfg: ModelConfig, start: torch.Tensor, seed: int) -> None:
+def _start_items(
+    student: nn.Module, model_cfg: ModelConfig, start: torch.Tensor, counts: np.ndarray, seed: int
+) -> None:
     """The student's items from the teacher's: the (I, d) start itself in a full table, its sub-item
-    codes in a pq table; a qr table has no per-item rows to start and keeps its own initialisation."""
+    codes (and the frequent items' full rows, by ``counts``) in a pq table; a qr table has no per-item
+    rows to start and keeps its own initialisation."""
     if model_cfg.item_embedding == "full":
         with torch.no_grad():
             student.item_emb.weight[1:] = start
     elif model_cfg.item_embedding == "pq":
-        student.item_emb.assign(start.numpy(), seed=seed)
+        student.item_emb.assign(start.numpy(), seed=seed, counts=counts)

@@ -30,7 +30,7 @@ def build_model(cfg: ModelConfig, n_items: int) -> nn.Module:
         from shopdistill.components.models.embeddings import build_item_embedding
 
         items = build_item_embedding(
-            cfg.item_embedding, n_items, cfg.d_model, cfg.pq_groups, cfg.pq_centroids
+            cfg.item_embedding, n_items, cfg.d_model, cfg.pq_groups, cfg.pq_centroids, cfg.pq_full_rows
         )
     if cfg.arch == "sasrec":
         from shopdistill.components.models.sasrec import SASRec

@@ -19,7 +19,17 @@ byte each while K <= 256. :meth:`PQEmbedding.assign` quantises a given (I, d) ta
 d/m columns clustered into K centroids by k-means (:func:`pq_codes`), the codes the clusters and
 the codebooks starting at the centroids. For a KD student that table is the start a full-table
 student gets from the teacher's item embeddings (``distill/item_init.py``), so the codes group items
-the teacher places close together.
+the teacher places close together. A student without a teacher takes its codes from the training
+interactions instead (``distill/item_init.py``).
+
+With ``full_rows = H > 0`` the H items most frequent in training keep a full row of their own
+(mixed-dimension embeddings by popularity in the spirit of Ginart et al., ISIT 2021: the few items
+most sequences contain get the most capacity) and only the long tail is coded:
+
+    e_i = F[s_i]  if item i is among the H most frequent,  else  [C_1[c_i1], ..., C_m[c_im]]
+
+Trained: the codebooks and F (H x d). Stored besides: the codes and s (I integers, two bytes each
+while H < 32,768), so the table costs K x d + H x d parameters and I x (m + 2) bytes.
 
 ``qr``: the quotient-remainder trick (Shi et al., KDD 2020, "Compositional Embeddings Using
 Complementary Partitions for Memory-Efficient Recommendation Systems"): two tables of about sqrt(I)
@@ -42,7 +52,7 @@ from torch import nn
 
 
 def build_item_embedding(
-    scheme: str, n_items: int, d_model: int, groups: int = 8, centroids: int = 256
+    scheme: str, n_items: int, d_model: int, groups: int = 8, centroids: int = 256, full_rows: int = 0
 ) -> nn.Module:
     """The item table of ``scheme`` (full | pq | qr) for ids 1..n_items (0 pads)."""
     if scheme == "full":
@@ -52,42 +62,66 @@ def build_item_embedding(
             table.weight[0].zero_()
         return table
     if scheme == "pq":
-        return PQEmbedding(n_items, d_model, groups, centroids)
+        return PQEmbedding(n_items, d_model, groups, centroids, full_rows)
     if scheme == "qr":
         return QREmbedding(n_items, d_model)
     raise ValueError(f"unknown item embedding {scheme!r} (full, pq, qr)")
 
 
 class PQEmbedding(nn.Module):
-    """Sub-item codes: item i is the concatenation of one codebook row per group (see the module)."""
+    """Sub-item codes: item i is the concatenation of one codebook row per group, or one of the
+    ``full_rows`` rows of its own (see the module)."""
 
-    def __init__(self, n_items: int, d_model: int, groups: int, centroids: int):
+    def __init__(self, n_items: int, d_model: int, groups: int, centroids: int, full_rows: int = 0):
         super().__init__()
         if d_model % groups:
             raise ValueError(f"pq: d_model {d_model} must split into {groups} equal groups")
         if not 2 <= centroids <= 65536:
             raise ValueError(f"pq: centroids must be in [2, 65536], not {centroids}")
+        if not 0 <= full_rows <= n_items:
+            raise ValueError(f"pq: full_rows must be in [0, {n_items:,}] (the catalogue), not {full_rows:,}")
         self.n_items, self.d_model, self.groups, self.centroids = n_items, d_model, groups, centroids
+        self.full_rows = full_rows
         dtype = torch.uint8 if centroids <= 256 else torch.int32
         generator = torch.Generator().manual_seed(0)
         codes = torch.randint(0, centroids, (n_items, groups), generator=generator)  # until assigned
         self.register_buffer("codes", codes.to(dtype))  # (I, m)
         sub = d_model // groups
         self.codebooks = nn.Parameter(torch.randn(groups, centroids, sub) * d_model**-0.5)  # (m, K, d/m)
+        if full_rows:
+            self.rows = nn.Parameter(torch.randn(full_rows, d_model) * d_model**-0.5)  # (H, d)
+            slot = torch.zeros(n_items, dtype=torch.int16 if full_rows < 32768 else torch.int32)
+            slot[:full_rows] = torch.arange(1, full_rows + 1, dtype=slot.dtype)  # until assigned
+            self.register_buffer("slot", slot)  # (I,) 1 + the item's row in ``rows``, 0: coded
 
     @property
     def weight(self) -> torch.Tensor:
         group = torch.arange(self.groups, device=self.codes.device)  # (m,)
-        rows = self.codebooks[group, self.codes.long()]  # (I, m, d/m)
-        return F.pad(rows.reshape(self.n_items, self.d_model), (0, 0, 1, 0))  # (I + 1, d), row 0 zeros
+        rows = self.codebooks[group, self.codes.long()].reshape(self.n_items, self.d_model)  # (I, d)
+        if self.full_rows:
+            own = F.pad(self.rows, (0, 0, 1, 0))[self.slot.long()]  # (I, d), zeros where coded
+            rows = torch.where((self.slot > 0).unsqueeze(1), own, rows)
+        return F.pad(rows, (0, 0, 1, 0))  # (I + 1, d), row 0 zeros
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.weight)  # (B, L, d)
 
     @torch.no_grad()
-    def assign(self, table: np.ndarray, seed: int = 0) -> None:
-        """Codes and starting codebooks that quantise an (I, d) table (row r: item r + 1), see :func:`pq_codes`."""
-        codes, books = pq_codes(table, self.groups, self.centroids, seed)
+    def assign(self, table: np.ndarray, seed: int = 0, counts: np.ndarray | None = None) -> None:
+        """Codes and starting codebooks that quantise an (I, d) table (row r: item r + 1), see
+        :func:`pq_codes`. With full rows, ``counts`` (I,) are the items' training frequencies: the
+        most frequent start their own rows at their table rows and the codes fit the rest."""
+        coded = None
+        if self.full_rows:
+            if counts is None or len(counts) != self.n_items:
+                raise ValueError(f"pq with full_rows: assign needs the {self.n_items:,} items' counts")
+            head = np.argsort(-np.asarray(counts), kind="stable")[: self.full_rows]  # (H,) rows of table
+            self.slot.zero_()
+            self.slot[torch.from_numpy(head)] = torch.arange(1, self.full_rows + 1, dtype=self.slot.dtype)
+            self.rows.copy_(torch.from_numpy(np.asarray(table, dtype=np.float32)[head]))
+            coded = np.ones(self.n_items, dtype=bool)
+            coded[head] = False
+        codes, books = pq_codes(table, self.groups, self.centroids, seed, fit_rows=coded)
         self.codes.copy_(torch.from_numpy(codes).to(self.codes.dtype))
         self.codebooks.copy_(torch.from_numpy(books))
 
@@ -117,12 +151,15 @@ class QREmbedding(nn.Module):
         return F.embedding(ids, self.weight)  # (B, L, d)
 
 
-def pq_codes(table: np.ndarray, groups: int, centroids: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pq_codes(
+    table: np.ndarray, groups: int, centroids: int, seed: int = 0, fit_rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sub-item codes for an (I, d) item table: (I, m) codes and (m, K, d/m) centroids.
 
-    The table's d columns are split into ``groups`` blocks of d/m, and each block's rows are clustered
-    by k-means (scikit-learn) into ``centroids`` codes; a block with fewer distinct rows than codes
-    leaves the extra codes unused (their centroids at zero).
+    The table's d columns are split into ``groups`` blocks of d/m, and each block's rows (those
+    ``fit_rows`` marks, every row by default) are clustered by k-means (scikit-learn) into
+    ``centroids`` codes; every row gets its nearest centroid's code. A block with fewer distinct rows
+    than codes leaves the extra codes unused (their centroids at zero).
     """
     from sklearn.cluster import KMeans
 
@@ -130,13 +167,16 @@ def pq_codes(table: np.ndarray, groups: int, centroids: int, seed: int = 0) -> t
     n_items, d_model = x.shape
     if d_model % groups:
         raise ValueError(f"pq: d_model {d_model} must split into {groups} equal groups")
+    fit = x if fit_rows is None else x[fit_rows]
+    if len(fit) == 0:
+        raise ValueError("pq: no rows left to code (every item has a full row)")
     sub = d_model // groups
     codes = np.zeros((n_items, groups), dtype=np.int64)
     books = np.zeros((groups, centroids, sub), dtype=np.float32)
     for j in range(groups):
-        block = x[:, j * sub : (j + 1) * sub]
+        block = fit[:, j * sub : (j + 1) * sub]
         k = min(centroids, len(np.unique(block, axis=0)))
         fitted = KMeans(n_clusters=k, n_init=1, random_state=seed + j).fit(block)
-        codes[:, j] = fitted.labels_
+        codes[:, j] = fitted.labels_ if fit_rows is None else fitted.predict(x[:, j * sub : (j + 1) * sub])
         books[j, :k] = fitted.cluster_centers_
     return codes, books

@@ -4,7 +4,8 @@ import pytest
 
 from shopdistill.benchmarks.recipe import sasrec_params, suggest
 from shopdistill.benchmarks.study import cache_spec, run_study, study_grid
-from shopdistill.components.config import load_config
+from shopdistill.components.config import ModelConfig, load_config
+from shopdistill.components.evaluation import model_size_bytes
 from shopdistill.components.models import build_model, count_parameters
 from tests.tiny import TINY_PIPELINE
 
@@ -100,22 +101,38 @@ def test_full_grid_has_every_group():
 
 
 def test_the_compressed_group_reports_size_on_disk_and_its_targets(out_root, tmp_path):
-    overrides = [*TINY_PIPELINE, "student.model.arch=gru", "teacher.model.d_model=64"]  # items for d <= 64
+    # items for d <= 64; the budget: a d=64 full-table student over 80 items
+    overrides = [
+        *TINY_PIPELINE,
+        "student.model.arch=gru",
+        "teacher.model.d_model=64",
+        "student.model.d_model=64",
+    ]
     config = load_config(profile="demo", overrides=overrides)
     result = run_study(
         config, tmp_path / "c", seeds=(0,), groups=("compressed",), requests=5, log=lambda _m: None
     )
     rows = result["rows"]
     assert set(rows) == {f"gru-d{d}-{s}-{k}" for s in ("pq", "qr") for d in (32, 64) for k in ("nokd", "kd")}
+    budget = result["size_budget"]
+    full = build_model(config.student.model, 80)
+    assert (budget["params"], budget["bytes"]) == (count_parameters(full), model_size_bytes(full))
     for name, row in rows.items():
-        scheme = row["model"]["item_embedding"]
-        built = build_model(
-            config.student.model.model_copy(update={"d_model": row["d_model"], "item_embedding": scheme}), 80
-        )
-        assert row["params"] == count_parameters(built), name
+        built = build_model(ModelConfig.model_validate(row["model"]), 80)
+        assert row["params"] == count_parameters(built) and row["size_bytes"] == model_size_bytes(built), name
         assert row["size_bytes"] > 4 * row["params"]  # the state: parameters plus codes (pq) and framing
     pq, qr = rows["gru-d64-pq-kd"], rows["gru-d64-qr-kd"]
     assert pq["size_bytes"] - 4 * pq["params"] > qr["size_bytes"] - 4 * qr["params"]  # the codes are stored
+    # a pq student fills the budget with full rows (here every item but one: a tiny catalogue) ...
+    small = ModelConfig.model_validate(rows["gru-d32-pq-kd"]["model"])
+    assert (
+        small.pq_groups == 8
+        and small.pq_full_rows == 79
+        and rows["gru-d32-pq-kd"]["params"] <= budget["params"]
+    )
+    # ... or has none where its codebooks and encoder alone are over it (256 codes x 64 dims)
+    big = ModelConfig.model_validate(rows["gru-d64-pq-kd"]["model"])
+    assert big.pq_full_rows == 0 and rows["gru-d64-pq-kd"]["params"] > budget["params"]
     checks = [c["check"] for c in result["checks"]]
     assert any("NDCG@10 >= 0.95 x teacher" in c and "chosen on validation" in c for c in checks)
     assert any("p99 <= 0.1 x teacher" in c for c in checks) and any("no-KD twin" in c for c in checks)
@@ -202,3 +219,18 @@ def test_a_variant_is_the_same_model_whichever_groups_run_with_it(out_root, tmp_
     assert not any(line.startswith("[sasrec-d8-T1] epoch") for line in lines)
     assert any(line.startswith("[sasrec-d8-T4] epoch") for line in lines)
     assert later["rows"]["sasrec-d8-T1"]["test"] == first["rows"]["sasrec-d8-logits"]["test"]
+
+
+def test_fill_budget_gives_a_pq_student_the_most_full_rows_that_fit():
+    from shopdistill.benchmarks.study import fill_budget
+
+    d16 = ModelConfig(arch="gru", d_model=16, n_layers=1)
+    full = build_model(d16, 12101)
+    budget = (count_parameters(full), model_size_bytes(full))  # a d=16 student on Beauty's catalogue
+    pq = ModelConfig(arch="gru", d_model=64, n_layers=1, item_embedding="pq", pq_groups=16)
+    filled = fill_budget(pq, 12101, budget)
+    model = build_model(filled, 12101)
+    assert 1000 < filled.pq_full_rows < 12101
+    assert count_parameters(model) <= budget[0] and model_size_bytes(model) <= budget[1]
+    bigger = build_model(filled.model_copy(update={"pq_full_rows": filled.pq_full_rows + 1}), 12101)
+    assert count_parameters(bigger) > budget[0] or model_size_bytes(bigger) > budget[1]

@@ -254,3 +254,41 @@ def test_a_pq_student_takes_its_codes_from_the_teachers_items(teacher, tiny_data
         tiny_data, qr, frozen, cfg, tmp_path / "qr", cache=handle, dataset_digest=DATA, log=lambda m: None
     )
     assert result.trained_epochs == 1
+
+
+def test_a_pq_student_without_a_teacher_takes_its_codes_from_the_interactions(tiny_data, tmp_path):
+    from shopdistill.components.distill.item_init import item_init_from_interactions
+    from shopdistill.components.models.embeddings import pq_codes
+
+    pq = STUDENT.model_copy(
+        update={"item_embedding": "pq", "pq_groups": 2, "pq_centroids": 8, "pq_full_rows": 5}
+    )
+    frozen = TrainConfig(epochs=1, batch_size=32, lr=1e-9)
+    student, _ = distill_student(
+        tiny_data, pq, frozen, DistillConfig(), tmp_path / "pq", dataset_digest=DATA, log=lambda m: None
+    )
+    start = item_init_from_interactions(tiny_data, pq.d_model, seed=0).numpy()
+    head = np.argsort(-tiny_data.train_counts[1:], kind="stable")[:5]
+    coded = np.ones(tiny_data.n_items, dtype=bool)
+    coded[head] = False
+    codes, _ = pq_codes(start, groups=2, centroids=8, seed=0, fit_rows=coded)
+    np.testing.assert_array_equal(student.item_emb.codes.numpy(), codes)
+    # the five most frequent items in training start their own rows at their interaction factors
+    np.testing.assert_allclose(student.item_emb.weight[1:][head].detach().numpy(), start[head], atol=1e-6)
+
+
+def test_interaction_factors_place_items_bought_by_the_same_users_together():
+    from shopdistill.components.distill.item_init import item_init_from_interactions
+
+    # two groups of items, each bought only by its own half of the users
+    from shopdistill.components.sequences import SequenceData
+
+    users = np.repeat(np.arange(40), 4)
+    items = np.concatenate([[1, 2, 3, 1] if u % 2 else [4, 5, 6, 4] for u in range(40)])
+    is_train = np.tile([True, True, True, False], 40)
+    last = ~is_train
+    data = SequenceData.from_arrays(users, items, is_train, last, np.zeros_like(last), n_users=40, n_items=6)
+    x = item_init_from_interactions(data, d=2).numpy()  # (6, 2)
+    sim = x @ x.T / np.outer(np.linalg.norm(x, axis=1), np.linalg.norm(x, axis=1))
+    assert sim[0, 1] > 0.9 and sim[3, 4] > 0.9 and abs(sim[0, 3]) < 0.1  # items 1, 2 vs 4, 5
+    assert x.shape == (6, 2) and abs(x.std() - 2**-0.5) < 1e-5

@@ -80,9 +80,11 @@ def test_bad_settings_are_refused_with_the_reason():
         build_item_embedding("hash", 10, 8)
 
 
-@pytest.mark.parametrize("arch,scheme", [("sasrec", "pq"), ("gru", "pq"), ("gru", "qr")])
+@pytest.mark.parametrize(
+    "arch,scheme,full_rows", [("sasrec", "pq", 0), ("gru", "pq", 0), ("gru", "pq", 20), ("gru", "qr", 0)]
+)
 def test_compressed_students_export_to_onnx_with_parity_and_int8(
-    arch, scheme, tiny_dataset, tiny_data, tmp_path
+    arch, scheme, full_rows, tiny_dataset, tiny_data, tmp_path
 ):
     pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'shopdistill[onnx]'")
     from shopdistill.components.config import ModelConfig
@@ -91,11 +93,12 @@ def test_compressed_students_export_to_onnx_with_parity_and_int8(
     from shopdistill.components.models.checkpoint import load_model, save_model
 
     cfg = ModelConfig(arch=arch, d_model=8, n_layers=1, n_heads=1, dropout=0.0, max_len=6, item_embedding=scheme,
-                      pq_groups=2, pq_centroids=16)  # fmt: skip
+                      pq_groups=2, pq_centroids=16, pq_full_rows=full_rows)  # fmt: skip
     torch.manual_seed(0)
     model = build_model(cfg, tiny_data.n_items).eval()
     if scheme == "pq":
-        model.item_emb.assign(np.random.default_rng(0).normal(size=(tiny_data.n_items, 8)).astype(np.float32))
+        table = np.random.default_rng(0).normal(size=(tiny_data.n_items, 8)).astype(np.float32)
+        model.item_emb.assign(table, counts=tiny_data.train_counts[1:])
     save_model(tmp_path / "best.pt", model, cfg, tiny_data.n_items)
     loaded, _, _ = load_model(tmp_path / "best.pt")  # codes and codebooks (or factors) round-trip
     torch.testing.assert_close(loaded.item_emb.weight, model.item_emb.weight)
@@ -109,3 +112,26 @@ def test_compressed_students_export_to_onnx_with_parity_and_int8(
     int8 = OnnxScorer(result.path, quantized=True).scores(batch.inputs.numpy())
     top_a, top_b = np.argsort(-fp32, axis=1)[:, :10], np.argsort(-int8, axis=1)[:, :10]
     assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b, strict=True)]) >= 0.8
+
+
+def test_pq_full_rows_give_the_most_frequent_items_their_own_rows():
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(30, 4)).astype(np.float32)
+    counts = rng.permutation(30) + 1  # (I,) distinct frequencies
+    pq = PQEmbedding(n_items=30, d_model=4, groups=2, centroids=4, full_rows=3)
+    assert sum(p.numel() for p in pq.parameters()) == 4 * 4 + 3 * 4  # K x d codebooks + H x d rows
+    assert set(pq.state_dict()) == {"codes", "codebooks", "rows", "slot"} and pq.slot.dtype == torch.int16
+    pq.assign(table, counts=counts)
+    head = np.argsort(-counts)[:3]
+    rows = pq.weight[1:].detach().numpy()
+    np.testing.assert_allclose(rows[head], table[head])  # exactly their own start
+    tail = np.setdiff1d(np.arange(30), head)
+    group = np.arange(2)
+    coded = pq.codebooks.detach().numpy()[group, pq.codes.numpy()[tail].astype(int)].reshape(-1, 4)
+    np.testing.assert_allclose(rows[tail], coded)  # the rest through their codes
+    pq(torch.tensor([[int(head[0]) + 1]])).sum().backward()  # a head item trains only its own row
+    assert pq.codebooks.grad.abs().sum() == 0 and pq.rows.grad.abs().sum(1).nonzero().numel() == 1
+    with pytest.raises(ValueError, match="counts"):
+        pq.assign(table)
+    with pytest.raises(ValueError, match="full_rows"):
+        PQEmbedding(n_items=30, d_model=4, groups=2, centroids=4, full_rows=31)
