@@ -38,6 +38,7 @@ def register(
         default=None,
         help="only these groups, comma-separated: headline, ablation, temperature, top_k, size, compressed",
     )
+    study.add_argument("--variants", default=None, help="only these rows of the groups, comma-separated")
     study.add_argument("--seeds", default="0,1,2", help="student seeds, comma-separated")
     study.add_argument("--recipe", action="store_true", help="model sizes from the dataset's statistics")
     study.add_argument("--students", default="sasrec,gru", help="student architectures of the headline rows")
@@ -210,10 +211,9 @@ def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
     from shopdistill.benchmarks.study import run_study, study_grid
 
     groups = tuple(args.groups.split(",")) if args.groups else None
-    try:
-        study_grid(
-            config, args.full, tuple(args.students.split(",")), groups
-        )  # a bad name fails before any work
+    variants = tuple(args.variants.split(",")) if args.variants else None
+    try:  # a bad name fails before any work
+        study_grid(config, args.full, tuple(args.students.split(",")), groups, variants)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -228,6 +228,7 @@ def bench_study(config: PipelineConfig, args: argparse.Namespace) -> int:
             full=args.full,
             archs=tuple(args.students.split(",")),
             groups=groups,
+            variants=variants,
             requests=args.requests,
         )
 

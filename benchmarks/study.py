@@ -8,7 +8,9 @@
 Variants come in groups: ``headline`` (the profile's student, no KD vs. KD, SASRec and GRU),
 ``ablation`` (logits, + feature, + relation, + ranking), ``temperature``, ``top_k``, ``size``
 (d = 16, 32, 64 with and without KD) and ``compressed`` (the profile's student architecture at d = 32
-and 64 over a compressed item table, pq and qr, with and without KD: models/embeddings.py). The quick
+and 64 over a compressed item table, pq and qr, with and without KD: models/embeddings.py; a pq
+student has d/4 code groups and as many full rows as keep it within the profile's full-table
+student's parameters and bytes, :func:`fill_budget`). The quick
 grid is the headline; ``full=True`` runs every group,
 ``groups=("headline", "size")`` the ones named.
 The choice of a distillation setting uses validation NDCG@10 only; test numbers are reported, never
@@ -75,11 +77,12 @@ def study_grid(
     full: bool = False,
     archs: tuple[str, ...] = ("sasrec", "gru"),
     groups: tuple[str, ...] | None = None,
+    variants: tuple[str, ...] | None = None,
 ) -> list[Variant]:
     """The quick grid (headline), the full one (every group of the study) or the ``groups``
     named. ``archs`` limits the headline to some student architectures (the other groups are SASRec
-    students). A variant that two groups share (the size group's student at the profile's width is
-    the headline's) is trained and reported once."""
+    students); ``variants`` to the rows named. A variant that two groups share (the size group's
+    student at the profile's width is the headline's) is trained and reported once."""
     if groups is None:
         groups = GROUPS if full else ("headline",)
     unknown = sorted(set(groups) - set(GROUPS))
@@ -89,6 +92,11 @@ def study_grid(
     unique: dict[str, Variant] = {}
     for v in grid:
         unique.setdefault(v.name, v)  # the first group that names it keeps it
+    if variants:
+        missing = sorted(set(variants) - set(unique))
+        if missing:
+            raise ValueError(f"no variant(s) {missing} in the grid; it has {', '.join(unique)}")
+        return [v for name, v in unique.items() if name in variants]
     return list(unique.values())
 
 
@@ -219,6 +227,7 @@ def run_study(
     full: bool = False,
     archs: tuple[str, ...] = ("sasrec", "gru"),
     groups: tuple[str, ...] | None = None,
+    variants: tuple[str, ...] | None = None,
     teacher_per_seed: bool | None = None,
     requests: int = 500,
     log: Callable[[str], None] = print,
@@ -234,8 +243,9 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     configure_torch(config.runtime.threads)
     teacher_per_seed = full if teacher_per_seed is None else teacher_per_seed
-    grid = study_grid(config, full, archs, groups)
+    grid = study_grid(config, full, archs, groups, variants)
     grid_name = "full" if full and groups is None else "quick" if groups is None else "+".join(groups)
+    grid_name += f" ({len(grid)} variants named)" if variants else ""
 
     prepared = prepare_dataset(config.data, config.runtime.root, report_dir=out_dir)
     data = SequenceData.from_path(prepared.handle.uri)

@@ -234,3 +234,12 @@ def test_fill_budget_gives_a_pq_student_the_most_full_rows_that_fit():
     assert count_parameters(model) <= budget[0] and model_size_bytes(model) <= budget[1]
     bigger = build_model(filled.model_copy(update={"pq_full_rows": filled.pq_full_rows + 1}), 12101)
     assert count_parameters(bigger) > budget[0] or model_size_bytes(bigger) > budget[1]
+
+
+def test_variants_limit_the_grid_to_the_rows_named():
+    config = load_config(profile="beauty")
+    named = ("gru-d64-pq-nokd", "gru-d64-pq-kd")
+    grid = study_grid(config, groups=("compressed",), variants=named)
+    assert [v.name for v in grid] == list(named) and all(v.fill for v in grid)
+    with pytest.raises(ValueError, match="no variant.*gru-d8-pq-kd"):
+        study_grid(config, groups=("compressed",), variants=("gru-d8-pq-kd",))
