@@ -586,3 +586,10 @@ class PipelineConfig(StrictModel):
                 f"distill.top_k ({self.distill.top_k}) exceeds the catalogue of {n_items:,} items; "
                 f"set it to at most {n_items}"
             )
+        for name, student, _ in self.student_candidates():
+            rows = student.model.pq_full_rows if student.model.item_embedding == "pq" else 0
+            if rows >= n_items:
+                raise ConfigError(
+                    f"{name}: model.pq_full_rows ({rows:,}) must be below the catalogue of {n_items:,} items "
+                    "(the rest are coded); `shopdistill bench study --groups compressed` sizes it for your data"
+                )

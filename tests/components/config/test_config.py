@@ -172,8 +172,8 @@ def test_candidates_change_only_their_keys_and_are_checked_when_loaded():
         2.0,
         config.distill.temperature,
     )
-    beauty = load_config(profile="beauty")  # no candidates: the one student
-    assert beauty.student_candidates() == [("student-kd", beauty.student, beauty.distill)]
+    nightly = load_config(profile="beauty-nightly")  # no candidates: the one student
+    assert nightly.student_candidates() == [("student-kd", nightly.student, nightly.distill)]
     bad = {
         "candidates.students=[{name: a, model: {arch: sasrec, d_model: 33, n_heads: 2}}]": "divisible by n_heads",
         "candidates.students=[{name: a, distill: {w_ranking: -1}}]": "candidates.students\\[a\\]",
@@ -199,7 +199,7 @@ def test_how_fanned_out_stages_run_and_empty_candidates_leave_the_hash_alone():
         ],
     )
     assert config_hash(on_ray) == config_hash(demo)
-    beauty = load_config(profile="beauty")  # no candidates: hashed without the section
+    beauty = load_config(profile="beauty-nightly")  # no candidates: hashed without the section
     dumped = beauty.model_dump(mode="json")
     for key in ("executor", "ray_address", "ray_cpus_per_task", "ray_gpus_per_task", "ray_worker_restarts"):
         dumped["runtime"].pop(key)
@@ -211,3 +211,22 @@ def test_how_fanned_out_stages_run_and_empty_candidates_leave_the_hash_alone():
     assert PipelineConfig.model_validate(on_ray.model_dump(mode="json")) == on_ray
     with pytest.raises(ConfigError, match="runtime.executor"):
         load_config(profile="demo", overrides=["runtime.executor=dask"])
+
+
+def test_the_beauty_candidates_fit_the_d16_students_size_and_the_catalogue_bounds_full_rows():
+    from shopdistill.components.config import ConfigError
+    from shopdistill.components.evaluation import model_size_bytes
+    from shopdistill.components.models import build_model, count_parameters
+
+    beauty = load_config(profile="beauty")
+    (n16, s16, d16), (npq, spq, dpq) = beauty.student_candidates()
+    assert (s16, d16.w_ranking, dpq.w_ranking) == (beauty.student, 2.0, 2.0)
+    d16_model, pq_model = (build_model(s.model, 12101) for s in (s16, spq))  # Beauty's catalogue
+    assert count_parameters(pq_model) <= count_parameters(d16_model) <= 200_000
+    assert model_size_bytes(pq_model) <= model_size_bytes(d16_model)
+    assert spq.model.d_model == 64 and int(pq_model.item_emb.full_rows) == 1549
+    beauty.check_catalogue(12101)
+    with pytest.raises(
+        ConfigError, match=r"student-kd-gru-d64-pq: model.pq_full_rows \(1,549\) must be below"
+    ):
+        beauty.check_catalogue(1500)  # a smaller shop

@@ -45,7 +45,9 @@ def test_extends_a_file_and_rejects_cycles_and_unknown_parents(tmp_path):
 def test_code_defaults_are_the_recipe_the_profiles_ship():
     d = DistillConfig()
     assert (d.temperature, d.kd_mode, d.w_ranking, d.item_init) == (1.0, "full", 0.5, "teacher")
-    assert load_config(profile="demo").distill == d == load_config(profile="beauty").distill
+    assert load_config(profile="demo").distill == d
+    # Beauty ranks by the teacher's top 10 at weight 2 (chosen on validation there); the rest is the same
+    assert load_config(profile="beauty").distill == d.model_copy(update={"w_ranking": 2.0})
 
 
 def test_the_configuration_reference_in_docs_is_up_to_date():
