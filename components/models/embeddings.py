@@ -44,6 +44,7 @@ factor, and no two items share both.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -96,6 +97,9 @@ class PQEmbedding(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
+        return _inference_cached(self, self._table)
+
+    def _table(self) -> torch.Tensor:
         group = torch.arange(self.groups, device=self.codes.device)  # (m,)
         rows = self.codebooks[group, self.codes.long()].reshape(self.n_items, self.d_model)  # (I, d)
         if self.full_rows:
@@ -144,11 +148,31 @@ class QREmbedding(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
+        return _inference_cached(self, self._table)
+
+    def _table(self) -> torch.Tensor:
         rows = self.quotient[self.q_index] * self.remainder[self.r_index]  # (I, d)
         return F.pad(rows, (0, 0, 1, 0))  # (I + 1, d), row 0 zeros
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.weight)  # (B, L, d)
+
+
+def _inference_cached(module: nn.Module, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``build()``, kept while nothing it depends on changes when no gradient is needed.
+
+    A compressed table is rebuilt from its parts on every call (cheap next to a training step); at
+    inference that rebuild costs more than the model itself (a request scores one history), so the
+    (I + 1, d) table is kept and rebuilt only when a parameter or buffer changes (in place, e.g. a
+    loaded state, or moved). Training and tracing (torch.export, TorchScript) always rebuild."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return build()
+    key = tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
+    cached = module.__dict__.get("_cached_table")
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        module.__dict__["_cached_table"] = cached
+    return cached[1]
 
 
 def pq_codes(

@@ -135,3 +135,16 @@ def test_pq_full_rows_give_the_most_frequent_items_their_own_rows():
         pq.assign(table)
     with pytest.raises(ValueError, match="full_rows"):
         PQEmbedding(n_items=30, d_model=4, groups=2, centroids=4, full_rows=31)
+
+
+@pytest.mark.parametrize("scheme", ["pq", "qr"])
+def test_inference_keeps_the_built_table_until_a_part_changes(scheme):
+    table = build_item_embedding(scheme, n_items=50, d_model=8, groups=4, centroids=16)
+    with torch.no_grad():
+        first = table.weight
+        assert table.weight is first  # kept: a request does not rebuild 50 x 8 rows
+        next(table.parameters()).mul_(2.0)  # an in-place change (an optimiser step, a loaded state)
+        rebuilt = table.weight
+    assert rebuilt is not first and not torch.equal(rebuilt, first)
+    torch.testing.assert_close(rebuilt, table._table())
+    assert table.weight.requires_grad and table.weight is not rebuilt  # training always rebuilds
