@@ -184,8 +184,12 @@ def fill_budget(model_cfg: ModelConfig, n_items: int, budget: tuple[int, int]) -
     d = model_cfg.d_model
     params, size = cost(0)
     rows = max(0, min((budget[0] - params) // d, (budget[1] - size - 2 * n_items) // (4 * d), n_items - 1))
-    while rows > 0 and any(c > b for c, b in zip(cost(rows), budget, strict=True)):
-        rows -= 1  # the state's framing: a few bytes more than the rows themselves
+    while rows > 0:  # the estimate leaves out the state's framing: step down by what is over
+        over_params, over_bytes = (c - b for c, b in zip(cost(rows), budget, strict=True))
+        if over_params <= 0 and over_bytes <= 0:
+            break
+        rows -= max(1, -(-over_params // d), -(-over_bytes // (4 * d)))
+    rows = max(rows, 0)
     return ModelConfig.model_validate({**model_cfg.model_dump(), "pq_full_rows": rows})
 
 

@@ -586,7 +586,8 @@ class PipelineConfig(StrictModel):
                 f"distill.top_k ({self.distill.top_k}) exceeds the catalogue of {n_items:,} items; "
                 f"set it to at most {n_items}"
             )
-        for name, student, _ in self.student_candidates():
+        # the candidates and the no-KD baseline (the profile's student)
+        for name, student in [*((n, s) for n, s, _ in self.student_candidates()), ("student", self.student)]:
             rows = student.model.pq_full_rows if student.model.item_embedding == "pq" else 0
             if rows >= n_items:
                 raise ConfigError(

@@ -79,8 +79,10 @@ class PQEmbedding(nn.Module):
             raise ValueError(f"pq: d_model {d_model} must split into {groups} equal groups")
         if not 2 <= centroids <= 65536:
             raise ValueError(f"pq: centroids must be in [2, 65536], not {centroids}")
-        if not 0 <= full_rows <= n_items:
-            raise ValueError(f"pq: full_rows must be in [0, {n_items:,}] (the catalogue), not {full_rows:,}")
+        if not 0 <= full_rows < n_items:
+            raise ValueError(
+                f"pq: full_rows must be in [0, {n_items:,}) (the rest are coded), not {full_rows:,}"
+            )
         self.n_items, self.d_model, self.groups, self.centroids = n_items, d_model, groups, centroids
         self.full_rows = full_rows
         dtype = torch.uint8 if centroids <= 256 else torch.int32
@@ -192,8 +194,6 @@ def pq_codes(
     if d_model % groups:
         raise ValueError(f"pq: d_model {d_model} must split into {groups} equal groups")
     fit = x if fit_rows is None else x[fit_rows]
-    if len(fit) == 0:
-        raise ValueError("pq: no rows left to code (every item has a full row)")
     sub = d_model // groups
     codes = np.zeros((n_items, groups), dtype=np.int64)
     books = np.zeros((groups, centroids, sub), dtype=np.float32)

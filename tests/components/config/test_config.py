@@ -230,3 +230,20 @@ def test_the_beauty_candidates_fit_the_d16_students_size_and_the_catalogue_bound
         ConfigError, match=r"student-kd-gru-d64-pq: model.pq_full_rows \(1,549\) must be below"
     ):
         beauty.check_catalogue(1500)  # a smaller shop
+
+
+def test_the_no_kd_baselines_full_rows_are_checked_against_the_catalogue_too():
+    from shopdistill.components.config import ConfigError
+
+    overrides = [
+        "student.model.item_embedding=pq",
+        "student.model.pq_full_rows=100",
+        "distill.top_k=10",
+        "candidates.students=[{name: a, model: {item_embedding: full}}]",  # the KD candidate has none
+    ]
+    config = load_config(profile="demo", overrides=overrides)
+    config.check_catalogue(3000)
+    with pytest.raises(
+        ConfigError, match=r"^student: model.pq_full_rows \(100\) must be below the catalogue of 60"
+    ):
+        config.check_catalogue(60)
