@@ -166,8 +166,11 @@ def _inference_cached(module: nn.Module, build: Callable[[], torch.Tensor]) -> t
     A compressed table is rebuilt from its parts on every call (cheap next to a training step); at
     inference that rebuild costs more than the model itself (a request scores one history), so the
     (I + 1, d) table is kept and rebuilt only when a parameter or buffer changes (in place, e.g. a
-    loaded state, or moved). Training and tracing (torch.export, TorchScript) always rebuild."""
+    loaded state, or moved). Training and tracing (torch.export, TorchScript) always rebuild. A
+    forward with gradients also drops the kept table: the optimiser step after it may change the
+    parts without a trace in their version counters (fused AdamW does not bump them)."""
     if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        module.__dict__.pop("_cached_table", None)
         return build()
     key = tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
     cached = module.__dict__.get("_cached_table")

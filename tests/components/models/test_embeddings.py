@@ -148,3 +148,21 @@ def test_inference_keeps_the_built_table_until_a_part_changes(scheme):
     assert rebuilt is not first and not torch.equal(rebuilt, first)
     torch.testing.assert_close(rebuilt, table._table())
     assert table.weight.requires_grad and table.weight is not rebuilt  # training always rebuilds
+
+
+@pytest.mark.parametrize("scheme", ["pq", "qr"])
+def test_validation_after_a_fused_adamw_step_sees_the_updated_table(scheme):
+    # fused AdamW updates parameters without bumping their version counters
+    torch.manual_seed(0)
+    table = build_item_embedding(scheme, n_items=50, d_model=8, groups=4, centroids=16)
+    opt = torch.optim.AdamW(table.parameters(), lr=0.1, fused=True)
+    for _ in range(3):
+        with torch.no_grad():
+            before = table.weight.clone()  # a validation pass keeps the table
+        table(torch.tensor([[1, 2, 3]])).pow(2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            after = table.weight
+            assert not torch.equal(after, before)
+            torch.testing.assert_close(after, table._table())
