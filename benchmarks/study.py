@@ -10,7 +10,7 @@ Variants come in groups: ``headline`` (the profile's student, no KD vs. KD, SASR
 (d = 16, 32, 64 with and without KD) and ``compressed`` (the profile's student architecture at d = 32
 and 64 over a compressed item table, pq and qr, with and without KD: models/embeddings.py; a pq
 student has d/4 code groups and as many full rows as keep it within the profile's full-table
-student's parameters and bytes, :func:`fill_budget`). The quick
+student's parameters and bytes, ``models/budget.py``). The quick
 grid is the headline; ``full=True`` runs every group,
 ``groups=("headline", "size")`` the ones named.
 The choice of a distillation setting uses validation NDCG@10 only; test numbers are reported, never
@@ -36,6 +36,7 @@ from shopdistill.components.config import DistillConfig, ModelConfig, PipelineCo
 from shopdistill.components.data.dataset import prepare_dataset
 from shopdistill.components.evaluation import evaluate_model, latency_profile, model_size_bytes
 from shopdistill.components.models import build_model, count_parameters
+from shopdistill.components.models.budget import fill_budget, size_budget
 from shopdistill.components.models.checkpoint import load_model
 from shopdistill.components.models.ensemble import Ensemble
 from shopdistill.components.sequences import SequenceData
@@ -165,34 +166,6 @@ def _all_variants(config: PipelineConfig, archs: tuple[str, ...]) -> list[Varian
 SHARED_CACHE_GROUPS = ("ablation", "temperature", "top_k")
 
 
-def size_budget(config: PipelineConfig, n_items: int) -> tuple[int, int]:
-    """What a compressed student may cost: the profile's student with a full item table (parameters,
-    stored bytes). On Beauty that is the d=16 GRU, 195,296 parameters and 0.78 MB."""
-    model = build_model(config.student.model.model_copy(update={"item_embedding": "full"}), n_items)
-    return count_parameters(model), model_size_bytes(model)
-
-
-def fill_budget(model_cfg: ModelConfig, n_items: int, budget: tuple[int, int]) -> ModelConfig:
-    """A pq student with as many full rows (for the items most frequent in training) as fit ``budget``
-    (parameters, stored bytes) besides its codes, codebooks and sequence encoder; none when even
-    those do not fit."""
-
-    def cost(rows: int) -> tuple[int, int]:
-        model = build_model(model_cfg.model_copy(update={"pq_full_rows": rows}), n_items)
-        return count_parameters(model), model_size_bytes(model)
-
-    d = model_cfg.d_model
-    params, size = cost(0)
-    rows = max(0, min((budget[0] - params) // d, (budget[1] - size - 2 * n_items) // (4 * d), n_items - 1))
-    while rows > 0:  # the estimate leaves out the state's framing: step down by what is over
-        over_params, over_bytes = (c - b for c, b in zip(cost(rows), budget, strict=True))
-        if over_params <= 0 and over_bytes <= 0:
-            break
-        rows -= max(1, -(-over_params // d), -(-over_bytes // (4 * d)))
-    rows = max(rows, 0)
-    return ModelConfig.model_validate({**model_cfg.model_dump(), "pq_full_rows": rows})
-
-
 def cache_spec(group: str, config: PipelineConfig) -> tuple[int, bool]:
     """``(top_k, cache_hidden)`` of the soft-label cache a group's students learn from.
 
@@ -254,7 +227,7 @@ def run_study(
     prepared = prepare_dataset(config.data, config.runtime.root, report_dir=out_dir)
     data = SequenceData.from_path(prepared.handle.uri)
     digest = prepared.handle.sha256
-    budget = size_budget(config, data.n_items)
+    budget = size_budget(config.student.model, data.n_items)  # the profile's student, full table
     shapes = {
         v.name: fill_budget(v.model_config(config), data.n_items, budget)
         if v.fill

@@ -13,6 +13,9 @@ measured on what the choice may use and on what the report shows:
 The rule: drop every candidate over a bound (``max_params``, ``max_model_mb``, ``max_p99_ms``); of
 the rest, keep the highest validation NDCG@10; a tie goes to fewer parameters, then to the name. When
 no candidate fits, nothing is chosen and the run stops with the reasons.
+
+A candidate with ``fill_budget`` (a pq item table) gets its full rows from the catalogue of the run
+(:func:`fill_candidates`), so one profile keeps it within the configured student's size on any data.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from shopdistill.components.config import CandidatesConfig
+from shopdistill.components.config import CandidatesConfig, PipelineConfig
 from shopdistill.components.evaluation import evaluate_model, latency_profile
+from shopdistill.components.models.budget import fill_budget, size_budget
 from shopdistill.components.models.checkpoint import load_model
 from shopdistill.components.sequences import SequenceData
 
@@ -52,6 +56,23 @@ class CandidateRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fill_candidates(config: PipelineConfig, n_items: int) -> PipelineConfig:
+    """``config`` with each ``fill_budget`` candidate's ``model.pq_full_rows`` sized to this catalogue:
+    as many full rows as keep it within ``student.model`` with a full item table."""
+    if not any(c.fill_budget for c in config.candidates.students):
+        return config
+    budget = size_budget(config.student.model, n_items)
+    students = []
+    for c, (_, student, _) in zip(config.candidates.students, config.student_candidates(), strict=True):
+        if c.fill_budget:
+            rows = fill_budget(student.model, n_items, budget).pq_full_rows
+            c = c.model_copy(update={"model": {**c.model, "pq_full_rows": rows}, "fill_budget": False})
+        students.append(c)
+    return config.model_copy(
+        update={"candidates": config.candidates.model_copy(update={"students": students})}
+    )
 
 
 def _onnx_p99(folder: Path, data: SequenceData, max_len: int, requests: int, seed: int = 0) -> float:

@@ -8,7 +8,6 @@ decision needs: parameter count, size on disk, CPU latency per request at batch 
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from shopdistill.components.metrics import KS, RankingAccumulator, mask_seen
+from shopdistill.components.models.budget import model_size_bytes
 from shopdistill.components.replicas import SINGLE, Replicas
 from shopdistill.components.sequences import SequenceData
 
@@ -89,12 +89,6 @@ def evaluate_model(
     )
     model.train(was_training)
     return result
-
-
-def model_size_bytes(model: nn.Module) -> int:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.tell()
 
 
 @torch.no_grad()

@@ -526,6 +526,18 @@ class CandidateConfig(StrictModel):
     distill: dict[str, Any] = Field(
         default_factory=dict, description="distill keys to change, e.g. {w_ranking: 2.0}"
     )
+    fill_budget: bool = Field(
+        False,
+        description="item_embedding pq: model.pq_full_rows = as many as keep the candidate within "
+        "student.model with a full item table (parameters and stored bytes), sized to the catalogue "
+        "of each run (models/budget.py)",
+    )
+
+    @model_validator(mode="after")
+    def _rows_filled_or_given(self) -> CandidateConfig:
+        if self.fill_budget and "pq_full_rows" in self.model:
+            raise ValueError(f"{self.name}: set model.pq_full_rows or fill_budget, not both")
+        return self
 
 
 class CandidatesConfig(StrictModel):
@@ -576,6 +588,11 @@ class PipelineConfig(StrictModel):
                 distill = DistillConfig(**{**self.distill.model_dump(), **c.distill})
             except ValueError as exc:
                 raise ValueError(f"candidates.students[{c.name}]: {exc}") from None
+            if c.fill_budget and model.item_embedding != "pq":
+                raise ValueError(
+                    f"candidates.students[{c.name}]: fill_budget sizes a pq item table's full rows, "
+                    f"but its model.item_embedding is {model.item_embedding!r}"
+                )
             out.append((f"student-kd-{c.name}", self.student.model_copy(update={"model": model}), distill))
         return out
 

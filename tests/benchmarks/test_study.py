@@ -221,21 +221,6 @@ def test_a_variant_is_the_same_model_whichever_groups_run_with_it(out_root, tmp_
     assert later["rows"]["sasrec-d8-T1"]["test"] == first["rows"]["sasrec-d8-logits"]["test"]
 
 
-def test_fill_budget_gives_a_pq_student_the_most_full_rows_that_fit():
-    from shopdistill.benchmarks.study import fill_budget
-
-    d16 = ModelConfig(arch="gru", d_model=16, n_layers=1)
-    full = build_model(d16, 12101)
-    budget = (count_parameters(full), model_size_bytes(full))  # a d=16 student on Beauty's catalogue
-    pq = ModelConfig(arch="gru", d_model=64, n_layers=1, item_embedding="pq", pq_groups=16)
-    filled = fill_budget(pq, 12101, budget)
-    model = build_model(filled, 12101)
-    assert 1000 < filled.pq_full_rows < 12101
-    assert count_parameters(model) <= budget[0] and model_size_bytes(model) <= budget[1]
-    bigger = build_model(filled.model_copy(update={"pq_full_rows": filled.pq_full_rows + 1}), 12101)
-    assert count_parameters(bigger) > budget[0] or model_size_bytes(bigger) > budget[1]
-
-
 def test_variants_limit_the_grid_to_the_rows_named():
     config = load_config(profile="beauty")
     named = ("gru-d64-pq-nokd", "gru-d64-pq-kd")

@@ -214,14 +214,15 @@ def test_how_fanned_out_stages_run_and_empty_candidates_leave_the_hash_alone():
 
 
 def test_the_beauty_candidates_fit_the_d16_students_size_and_the_catalogue_bounds_full_rows():
+    from shopdistill.components.candidates import fill_candidates
     from shopdistill.components.config import ConfigError
     from shopdistill.components.evaluation import model_size_bytes
     from shopdistill.components.models import build_model, count_parameters
 
-    beauty = load_config(profile="beauty")
+    beauty = fill_candidates(load_config(profile="beauty"), 12101)  # Beauty's catalogue
     (n16, s16, d16), (npq, spq, dpq) = beauty.student_candidates()
     assert (s16, d16.w_ranking, dpq.w_ranking) == (beauty.student, 2.0, 2.0)
-    d16_model, pq_model = (build_model(s.model, 12101) for s in (s16, spq))  # Beauty's catalogue
+    d16_model, pq_model = (build_model(s.model, 12101) for s in (s16, spq))
     assert count_parameters(pq_model) <= count_parameters(d16_model) <= 200_000
     assert model_size_bytes(pq_model) <= model_size_bytes(d16_model)
     assert spq.model.d_model == 64 and int(pq_model.item_emb.full_rows) == 1549
@@ -229,7 +230,21 @@ def test_the_beauty_candidates_fit_the_d16_students_size_and_the_catalogue_bound
     with pytest.raises(
         ConfigError, match=r"student-kd-gru-d64-pq: model.pq_full_rows \(1,549\) must be below"
     ):
-        beauty.check_catalogue(1500)  # a smaller shop
+        beauty.check_catalogue(1500)  # rows given for another catalogue
+
+
+def test_fill_budget_is_for_a_pq_candidate_whose_rows_are_not_given():
+    def beauty_with(**model):
+        dumped = load_config(profile="beauty").model_dump(mode="json")
+        dumped["candidates"]["students"][1]["model"].update(model)
+        return PipelineConfig.model_validate(dumped)
+
+    with pytest.raises(pydantic.ValidationError, match="gru-d64-pq: set model.pq_full_rows or fill_budget"):
+        beauty_with(pq_full_rows=10)
+    with pytest.raises(
+        pydantic.ValidationError, match=r"fill_budget sizes a pq item table's full rows.*'full'"
+    ):
+        beauty_with(item_embedding="full")
 
 
 def test_the_no_kd_baselines_full_rows_are_checked_against_the_catalogue_too():
