@@ -122,8 +122,9 @@ def nightly_distillation(
     dataset = prepare_dataset(config.data, root, run_dir)
     log.info("Data Docs %s/data_docs/index.html", run_dir)
     config = fill_candidates(config, dataset.meta["items"])
-    for c in (c for c in config.candidates.students if "pq_full_rows" in c.model):
-        log.info("candidate %s: %s full item rows", c.name, f"{c.model['pq_full_rows']:,}")
+    for c in config.candidates.students:
+        if "pq_full_rows" in c.model:
+            log.info("candidate %s: %s full item rows", c.name, f"{c.model['pq_full_rows']:,}")
     config.check_catalogue(dataset.meta["items"])
     teacher = teacher_of(dataset, config.teacher, runtime)
     soft_labels = soft_labels_of(dataset, teacher, config.distill, runtime)
